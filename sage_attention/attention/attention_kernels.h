@@ -1,0 +1,14 @@
+// Attention kernels over the pre-pass outputs. The architecture dispatch
+// (dispatch_by_arch.cu) is the only caller and the only place that chooses.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../params.h"
+
+namespace sage {
+
+// Portable kernel for every supported arch (sm_80+): dp4a INT8 Q·Kᵀ, online
+// softmax, FP8-rounded P and V multiplied in fp32 on the CUDA cores.
+void launch_attention_simt(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
+
+}  // namespace sage

@@ -1,0 +1,241 @@
+// Host side of fwd: checks every input before any kernel runs, allocates from
+// PyTorch's caching allocator on the current stream, launches the pre-pass and
+// hands the quantized tensors to the architecture dispatch.
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cmath>
+#include <limits>
+
+#include "dispatch_by_arch.h"
+#include "fwd.h"
+#include "prepass/prepass.h"
+#include "quant_config.h"
+
+namespace sage {
+namespace {
+
+void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+              "sage_attention: q, k, v must be 4-D (batch, seqlen, heads, head_dim); got ranks ", q.dim(), ", ",
+              k.dim(), ", ", v.dim());
+  TORCH_CHECK(q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16,
+              "sage_attention: q must be float16 or bfloat16, got ", q.scalar_type());
+  TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
+              "sage_attention: q, k, v must share one dtype; got ", q.scalar_type(), ", ", k.scalar_type(), ", ",
+              v.scalar_type());
+  TORCH_CHECK(q.is_cuda() && k.device() == q.device() && v.device() == q.device(),
+              "sage_attention: q, k, v must be on one CUDA device; got ", q.device(), ", ", k.device(), ", ",
+              v.device());
+  TORCH_CHECK(k.size(0) == q.size(0) && v.size(0) == q.size(0), "sage_attention: batch sizes differ: q ",
+              q.size(0), ", k ", k.size(0), ", v ", v.size(0));
+  TORCH_CHECK(k.sizes() == v.sizes(), "sage_attention: k and v must have the same shape; got ", k.sizes(), " and ",
+              v.sizes());
+  TORCH_CHECK(k.size(3) == q.size(3), "sage_attention: head_dim differs: q ", q.size(3), ", k ", k.size(3));
+  TORCH_CHECK(q.size(3) >= 1 && q.size(3) <= kMaxHeadDim, "sage_attention: head_dim must be in [1, ", kMaxHeadDim,
+              "], got ", q.size(3));
+  TORCH_CHECK(k.size(2) >= 1 && q.size(2) % k.size(2) == 0, "sage_attention: heads of q (", q.size(2),
+              ") must be a multiple of heads of k/v (", k.size(2), ")");
+  TORCH_CHECK(q.size(0) <= 65535 && q.size(2) <= 65535, "sage_attention: batch and heads must be <= 65535");
+}
+
+at::Tensor last_dim_contiguous(const at::Tensor& x) { return x.stride(-1) == 1 ? x : x.contiguous(); }
+
+StridedInput strided(const at::Tensor& x) {
+  return StridedInput{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
+}
+
+struct Shapes {
+  int batch, heads_q, heads_kv, head_dim, dim_padded;
+  int64_t q_len, kv_len, q_len_padded, kv_len_padded, n_k_scale_blocks, n_kv_tiles;
+};
+
+Shapes shapes_of(const at::Tensor& q, const at::Tensor& k) {
+  Shapes s;
+  s.batch = int(q.size(0));
+  s.q_len = q.size(1);
+  s.heads_q = int(q.size(2));
+  s.head_dim = int(q.size(3));
+  s.kv_len = k.size(1);
+  s.heads_kv = int(k.size(2));
+  s.dim_padded = padded_head_dim(s.head_dim);
+  s.q_len_padded = round_up(s.q_len, kQTile);
+  s.kv_len_padded = round_up(s.kv_len, kKvTile);
+  s.n_k_scale_blocks = ceil_div(s.kv_len, kKScaleBlock);
+  s.n_kv_tiles = ceil_div(s.kv_len, kKvTile);
+  return s;
+}
+
+struct Quantized {
+  at::Tensor q_int8, q_scale, lse_shift, k_int8, k_scale, k_mean, v_fp8, v_scale;
+};
+
+Quantized run_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
+                      double softmax_scale) {
+  auto opts = q.options();
+  auto f32 = opts.dtype(at::kFloat);
+  Quantized out;
+  out.q_int8 = at::empty({s.batch, s.heads_q, s.q_len_padded, s.dim_padded}, opts.dtype(at::kChar));
+  out.q_scale = at::empty({s.batch, s.heads_q, s.q_len}, f32);
+  out.lse_shift = at::empty({s.batch, s.heads_q, s.q_len}, f32);
+  out.k_int8 = at::empty({s.batch, s.heads_kv, s.kv_len_padded, s.dim_padded}, opts.dtype(at::kChar));
+  out.k_scale = at::empty({s.batch, s.heads_kv, s.n_k_scale_blocks}, f32);
+  out.k_mean = at::empty({s.batch, s.heads_kv, s.dim_padded}, f32);
+  out.v_fp8 = at::empty({s.batch, s.heads_kv, s.dim_padded, s.kv_len_padded}, opts.dtype(at::kFloat8_e4m3fn));
+  out.v_scale = at::empty({s.batch, s.heads_kv, s.n_kv_tiles}, f32);
+  const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
+  at::Tensor partial = at::empty({s.batch, s.heads_kv, n_chunks, s.dim_padded}, f32);
+
+  PrepassParams p{};
+  p.q = strided(q);
+  p.k = strided(k);
+  p.v = strided(v);
+  p.batch = s.batch;
+  p.heads_q = s.heads_q;
+  p.heads_kv = s.heads_kv;
+  p.head_dim = s.head_dim;
+  p.dim_padded = s.dim_padded;
+  p.q_len = s.q_len;
+  p.kv_len = s.kv_len;
+  p.q_len_padded = s.q_len_padded;
+  p.kv_len_padded = s.kv_len_padded;
+  p.n_k_scale_blocks = s.n_k_scale_blocks;
+  p.n_kv_tiles = s.n_kv_tiles;
+  p.n_k_mean_chunks = n_chunks;
+  p.score_scale = float(softmax_scale * kLog2e);
+  p.softmax_scale = float(softmax_scale);
+  p.q_int8 = out.q_int8.data_ptr<int8_t>();
+  p.q_scale = out.q_scale.data_ptr<float>();
+  p.lse_shift = out.lse_shift.data_ptr<float>();
+  p.k_int8 = out.k_int8.data_ptr<int8_t>();
+  p.k_scale = out.k_scale.data_ptr<float>();
+  p.k_mean = out.k_mean.data_ptr<float>();
+  p.k_mean_partial = partial.data_ptr<float>();
+  p.v_fp8 = reinterpret_cast<uint8_t*>(out.v_fp8.data_ptr());
+  p.v_scale = out.v_scale.data_ptr<float>();
+
+  const int64_t n_blocks = int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQTile) +
+                           int64_t(s.batch) * s.heads_kv * (s.kv_len_padded / kKScaleBlock + s.kv_len_padded / kKvTile);
+  TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() && n_chunks < std::numeric_limits<int32_t>::max(),
+              "sage_attention: problem too large for one launch");
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (s.kv_len > 0) {
+    launch_k_mean(p, q.scalar_type() == at::kBFloat16, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    out.k_mean.zero_();
+  }
+  if (n_blocks > 0) {
+    launch_quantize_qkv(p, q.scalar_type() == at::kBFloat16, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return out;
+}
+
+void run_attention_on(const Quantized& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse) {
+  if (s.q_len == 0) return;
+  if (s.kv_len == 0) {
+    out.zero_();
+    lse.fill_(-std::numeric_limits<float>::infinity());
+    return;
+  }
+  AttentionParams p{};
+  p.q_int8 = qz.q_int8.data_ptr<int8_t>();
+  p.q_scale = qz.q_scale.data_ptr<float>();
+  p.lse_shift = qz.lse_shift.data_ptr<float>();
+  p.k_int8 = qz.k_int8.data_ptr<int8_t>();
+  p.k_scale = qz.k_scale.data_ptr<float>();
+  p.v_fp8 = reinterpret_cast<const uint8_t*>(qz.v_fp8.data_ptr());
+  p.v_scale = qz.v_scale.data_ptr<float>();
+  p.out = out.data_ptr();
+  p.out_stride_batch = out.stride(0);
+  p.out_stride_seq = out.stride(1);
+  p.out_stride_head = out.stride(2);
+  p.lse = lse.data_ptr<float>();
+  p.batch = s.batch;
+  p.heads_q = s.heads_q;
+  p.heads_kv = s.heads_kv;
+  p.head_dim = s.head_dim;
+  p.dim_padded = s.dim_padded;
+  p.q_len = s.q_len;
+  p.kv_len = s.kv_len;
+  p.q_len_padded = s.q_len_padded;
+  p.kv_len_padded = s.kv_len_padded;
+  p.n_k_scale_blocks = s.n_k_scale_blocks;
+  p.n_kv_tiles = s.n_kv_tiles;
+  p.is_causal = is_causal;
+  TORCH_CHECK(ceil_div(s.q_len, kQTile) < std::numeric_limits<int32_t>::max(), "sage_attention: q_len too large");
+  run_attention(p, out.scalar_type() == at::kBFloat16, out.get_device(), c10::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                       bool is_causal, std::optional<double> softmax_scale) {
+  check_qkv(q_in, k_in, v_in);
+  const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const Shapes s = shapes_of(q, k);
+  const double scale = softmax_scale.has_value() ? *softmax_scale : 1.0 / std::sqrt(double(s.head_dim));
+  at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q.options());
+  at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q.options().dtype(at::kFloat));
+  if (s.q_len == 0) return {out, lse};
+  const Quantized qz = run_prepass(q, k, v, s, scale);
+  run_attention_on(qz, s, is_causal, out, lse);
+  return {out, lse};
+}
+
+std::vector<at::Tensor> quantize_qkv(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+                                     double softmax_scale) {
+  check_qkv(q_in, k_in, v_in);
+  const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const Quantized qz = run_prepass(q, k, v, shapes_of(q, k), softmax_scale);
+  return {qz.q_int8, qz.q_scale, qz.lse_shift, qz.k_int8, qz.k_scale, qz.k_mean, qz.v_fp8, qz.v_scale};
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8, const at::Tensor& q_scale,
+                                                       const at::Tensor& lse_shift, const at::Tensor& k_int8,
+                                                       const at::Tensor& k_scale, const at::Tensor& v_fp8,
+                                                       const at::Tensor& v_scale, int64_t head_dim, int64_t kv_len,
+                                                       bool is_causal, at::ScalarType out_dtype) {
+  TORCH_CHECK(q_int8.is_cuda() && q_int8.dim() == 4 && q_int8.scalar_type() == at::kChar &&
+                  k_int8.scalar_type() == at::kChar && v_fp8.scalar_type() == at::kFloat8_e4m3fn,
+              "attention_quantized: expects the CUDA outputs of quantize_qkv");
+  TORCH_CHECK(out_dtype == at::kHalf || out_dtype == at::kBFloat16, "attention_quantized: out_dtype must be fp16/bf16");
+  Shapes s;
+  s.batch = int(q_int8.size(0));
+  s.heads_q = int(q_int8.size(1));
+  s.q_len = q_scale.size(2);
+  s.q_len_padded = q_int8.size(2);
+  s.dim_padded = int(q_int8.size(3));
+  s.head_dim = int(head_dim);
+  s.heads_kv = int(k_int8.size(1));
+  s.kv_len = kv_len;
+  s.kv_len_padded = k_int8.size(2);
+  s.n_k_scale_blocks = k_scale.size(2);
+  s.n_kv_tiles = v_scale.size(2);
+  TORCH_CHECK(s.dim_padded == padded_head_dim(s.head_dim) && s.q_len_padded == round_up(s.q_len, kQTile) &&
+                  s.kv_len_padded == round_up(kv_len, kKvTile) &&
+                  s.n_k_scale_blocks == ceil_div(kv_len, kKScaleBlock) && s.n_kv_tiles == ceil_div(kv_len, kKvTile) &&
+                  s.heads_kv >= 1 && s.heads_q % s.heads_kv == 0,
+              "attention_quantized: tensor shapes do not match head_dim/kv_len");
+  for (const at::Tensor* t : {&q_scale, &lse_shift, &k_scale, &v_scale, &k_int8, &v_fp8})
+    TORCH_CHECK(t->is_contiguous() && t->device() == q_int8.device(), "attention_quantized: inputs must be contiguous on one device");
+  TORCH_CHECK(q_int8.is_contiguous(), "attention_quantized: q_int8 must be contiguous");
+  const c10::cuda::CUDAGuard guard(q_int8.device());
+  Quantized qz{q_int8, q_scale, lse_shift, k_int8, k_scale, at::Tensor(), v_fp8, v_scale};
+  at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q_int8.options().dtype(out_dtype));
+  at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q_int8.options().dtype(at::kFloat));
+  run_attention_on(qz, s, is_causal, out, lse);
+  return {out, lse};
+}
+
+std::string attention_kernel_name(const at::Tensor& like) {
+  TORCH_CHECK(like.is_cuda(), "attention_kernel_name: needs a CUDA tensor");
+  return sage::attention_kernel_name(like.get_device());
+}
+
+}  // namespace sage

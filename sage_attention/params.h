@@ -1,0 +1,54 @@
+// Parameter blocks passed by value to the pre-pass and attention kernels.
+// All element offsets are computed in 64-bit: tensors may exceed 2^31 elements.
+#pragma once
+#include <cstdint>
+
+namespace sage {
+
+// One of q/k/v as the user passed it: (batch, seqlen, heads, head_dim) read through
+// strides (so "HND" and "NHD" views both arrive here without a copy); the last
+// dimension is contiguous.
+struct StridedInput {
+  const void* ptr;
+  int64_t stride_batch;
+  int64_t stride_seq;
+  int64_t stride_head;
+};
+
+struct PrepassParams {
+  StridedInput q, k, v;
+  int batch, heads_q, heads_kv, head_dim, dim_padded;
+  int64_t q_len, kv_len, q_len_padded, kv_len_padded;
+  int64_t n_k_scale_blocks, n_kv_tiles, n_k_mean_chunks;
+  float score_scale;    // fp32(softmax_scale * log2 e), folded into q_scale
+  float softmax_scale;  // for the lse shift
+  // Outputs; layouts are documented in torch-ext/sage_attention/emulation_quantize.py (QuantizedQKV).
+  int8_t* q_int8;
+  float* q_scale;
+  float* lse_shift;
+  int8_t* k_int8;
+  float* k_scale;
+  float* k_mean;          // (B, Hkv, dim_padded)
+  float* k_mean_partial;  // (B, Hkv, n_k_mean_chunks, dim_padded) scratch
+  uint8_t* v_fp8;         // e4m3 bits, (B, Hkv, dim_padded, kv_len_padded)
+  float* v_scale;
+};
+
+struct AttentionParams {
+  const int8_t* q_int8;
+  const float* q_scale;
+  const float* lse_shift;
+  const int8_t* k_int8;
+  const float* k_scale;
+  const uint8_t* v_fp8;
+  const float* v_scale;
+  void* out;  // (B, Lq, H, head_dim) through strides
+  int64_t out_stride_batch, out_stride_seq, out_stride_head;
+  float* lse;  // (B, H, Lq) contiguous
+  int batch, heads_q, heads_kv, head_dim, dim_padded;
+  int64_t q_len, kv_len, q_len_padded, kv_len_padded;
+  int64_t n_k_scale_blocks, n_kv_tiles;
+  bool is_causal;
+};
+
+}  // namespace sage

@@ -1,0 +1,13 @@
+// Host entry points of the quantization pre-pass (launches on `stream`).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "../params.h"
+
+namespace sage {
+
+// Launch sequence: K mean (two small launches) then one launch quantizing Q, K and V.
+void launch_k_mean(const PrepassParams& p, bool is_bf16, cudaStream_t stream);
+void launch_quantize_qkv(const PrepassParams& p, bool is_bf16, cudaStream_t stream);
+
+}  // namespace sage

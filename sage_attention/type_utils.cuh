@@ -1,0 +1,63 @@
+// Small device helpers: input conversions, FP8 rounding, warp reductions.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cstdint>
+
+namespace sage {
+
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// Round to FP8 e4m3, nearest-even, saturating to ±448 (torch's float8_e4m3fn cast rounds the same way).
+__device__ __forceinline__ uint8_t float_to_e4m3(float x) {
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3));
+}
+// Every e4m3 value is exact in fp16, so P and V tiles can sit in shared memory as halves.
+__device__ __forceinline__ __half e4m3_to_half(uint8_t bits) {
+  return __half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(bits), __NV_E4M3));
+}
+
+// Round half to even into [-127, 127]: matches torch.round followed by clamp.
+__device__ __forceinline__ int8_t quantize_int8(float x, float scale) {
+  if (!(scale > 0.f)) return 0;
+  float r = rintf(__fdiv_rn(x, scale));
+  r = fminf(fmaxf(r, -127.f), 127.f);
+  return static_cast<int8_t>(static_cast<int>(r));
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// Max over the block; every thread gets the result. `scratch` holds one float per warp.
+template <int kThreads>
+__device__ __forceinline__ float block_max(float x, float* scratch) {
+  constexpr int kWarps = kThreads / 32;
+  x = warp_max(x);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // scratch may still be read from a previous call
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  float r = scratch[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) r = fmaxf(r, scratch[w]);
+  return r;
+}
+
+}  // namespace sage

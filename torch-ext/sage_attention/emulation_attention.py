@@ -1,0 +1,84 @@
+"""CPU emulation of the quantized attention (the oracle for every CUDA attention kernel).
+
+It consumes exactly what the pre-pass produces (`QuantizedQKV`) and walks the
+keys in tiles of KV_TILE with an online softmax, as the kernels do:
+
+    s      = float(int8 Q · int8 Kᵀ) * (q_scale_row * k_scale_block)   # base-2 logits
+    m_new  = max(m, rowmax(s))                 alpha = exp2(m - m_new)
+    p      = exp2(s - m_new)                   l     = l * alpha + rowsum(p)
+    p8     = fp8_e4m3(p * 448)
+    acc    = acc * alpha + (p8 · v8_tile) * v_scale_tile
+    out    = acc / (l * 448)
+    lse    = (m + log2(l)) * ln 2 + lse_shift     (natural log, K-smoothing shift added back)
+
+Int8 products summed over head_dim stay below 2^24, so the fp32 matmul of the
+integer values is exact in any order. fp8·fp8 products are exact in fp32; only
+the order of the fp32 sums inside a tile, and exp2's last bits, may differ from a
+GPU kernel.
+
+Masking: keys at or past kv_len, and with is_causal keys j > i + (kv_len - q_len)
+(bottom-right alignment, as FlashAttention >= 2.1). A query row that sees no key
+gets out = 0 and lse = -inf.
+"""
+
+import math
+
+import torch
+
+from .emulation_quantize import QuantizedQKV
+from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE
+
+
+def attention_emulated(
+    qkv: QuantizedQKV, q_len: int, kv_len: int, head_dim: int, is_causal: bool, out_dtype: torch.dtype
+):
+    """Returns out (B, Lq, H, head_dim) in out_dtype and lse (B, H, Lq) fp32."""
+    q8, qs = qkv.q_int8[:, :, :q_len].float(), qkv.q_scale
+    b, h, _, dp = q8.shape
+    hkv = qkv.k_int8.shape[1]
+    group = h // hkv
+    n_tiles = -(-kv_len // KV_TILE)
+
+    def per_q_head(t):  # (B, Hkv, ...) -> (B, H, ...) for GQA
+        return t.repeat_interleave(group, dim=1) if group > 1 else t
+
+    k8 = per_q_head(qkv.k_int8.float())  # (B, H, Lk_pad, D)
+    v8 = per_q_head(qkv.v_fp8.float())  # (B, H, D, Lk_pad)
+    k_scale = per_q_head(qkv.k_scale)  # (B, H, nKb)
+    v_scale = per_q_head(qkv.v_scale)  # (B, H, nT)
+
+    rows = torch.arange(q_len).view(q_len, 1)
+    m = torch.full((b, h, q_len), -math.inf)
+    l = torch.zeros(b, h, q_len)
+    acc = torch.zeros(b, h, q_len, dp)
+    for t in range(n_tiles):
+        cols = torch.arange(t * KV_TILE, (t + 1) * KV_TILE)
+        allowed = cols.view(1, -1) < kv_len
+        if is_causal:
+            allowed = allowed & (cols.view(1, -1) <= rows + (kv_len - q_len))
+        if not bool(allowed.any()):
+            break  # causal: later tiles are masked for every row too
+        acc_int = q8 @ k8[:, :, t * KV_TILE : (t + 1) * KV_TILE].transpose(-1, -2)  # exact integers
+        ks = k_scale[..., (cols // K_SCALE_BLOCK).clamp(max=k_scale.shape[-1] - 1)]  # (B, H, KV_TILE)
+        s = acc_int * (qs.unsqueeze(-1) * ks.unsqueeze(-2))
+        s = torch.where(allowed, s, torch.tensor(-math.inf))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        seen = m_new > -math.inf  # rows that have at least one key so far
+        m_safe = torch.where(seen, m_new, torch.zeros_like(m_new))
+        alpha = torch.where(seen, torch.exp2(m - m_safe), torch.ones_like(m))
+        p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
+        l = l * alpha + p.sum(dim=-1)
+        p8 = (p * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
+        o_tile = p8 @ v8[..., t * KV_TILE : (t + 1) * KV_TILE].transpose(-1, -2)
+        acc = acc * alpha.unsqueeze(-1) + o_tile * v_scale[..., t].view(b, h, 1, 1)
+        m = m_new
+    has_keys = l > 0
+    denom = torch.where(has_keys, l * P_FP8_SCALE, torch.ones_like(l))
+    out = torch.where(has_keys.unsqueeze(-1), acc / denom.unsqueeze(-1), torch.zeros_like(acc))
+    lse = torch.where(
+        has_keys,
+        (m + torch.log2(torch.where(has_keys, l, torch.ones_like(l)))) * LN2 + qkv.lse_shift,
+        torch.full_like(l, -math.inf),
+    )
+    out = out[..., :head_dim].permute(0, 2, 1, 3).to(out_dtype).contiguous()
+    return out, lse

@@ -1,0 +1,151 @@
+"""CPU emulation of the quantization pre-pass (the oracle for the CUDA pre-pass).
+
+Every operation here is chosen so that the CUDA kernels can reproduce it bit for
+bit: fp32 arithmetic with one rounding per step, IEEE division, round-half-even
+to int8, round-to-nearest-even to FP8 e4m3, and a fixed summation order for the
+K mean. Inputs are (batch, seqlen, heads, head_dim) ("NHD"), fp16 or bf16.
+"""
+
+from typing import NamedTuple
+
+import torch
+
+from .quant_config import (
+    FP8_E4M3_MAX,
+    INT8_MAX,
+    K_MEAN_CHUNK,
+    K_SCALE_BLOCK,
+    KV_TILE,
+    LOG2E,
+    Q_TILE,
+    padded_head_dim,
+    round_up,
+)
+
+
+class QuantizedQKV(NamedTuple):
+    """What the attention kernel consumes. Shapes (D = padded head_dim):
+
+    q_int8    (B, H, round_up(Lq, Q_TILE), D)        int8
+    q_scale   (B, H, Lq)                              fp32, includes softmax_scale*log2(e)
+    lse_shift (B, H, Lq)                              fp32, softmax_scale * q·k_mean (natural log units)
+    k_int8    (B, Hkv, round_up(Lk, KV_TILE), D)      int8, smoothed (mean subtracted)
+    k_scale   (B, Hkv, ceil(Lk / K_SCALE_BLOCK))      fp32
+    k_mean    (B, Hkv, D)                             fp32
+    v_fp8     (B, Hkv, D, round_up(Lk, KV_TILE))      float8_e4m3fn, transposed
+    v_scale   (B, Hkv, ceil(Lk / KV_TILE))            fp32
+    """
+
+    q_int8: torch.Tensor
+    q_scale: torch.Tensor
+    lse_shift: torch.Tensor
+    k_int8: torch.Tensor
+    k_scale: torch.Tensor
+    k_mean: torch.Tensor
+    v_fp8: torch.Tensor
+    v_scale: torch.Tensor
+
+
+def score_scale_fp32(softmax_scale: float) -> torch.Tensor:
+    """softmax_scale * log2(e), computed in double and rounded once to fp32 (as the C++ side does)."""
+    return torch.tensor(softmax_scale * LOG2E, dtype=torch.float32)
+
+
+def _pad_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad dim 1 (tokens) of a (B, L, H, D) tensor to `length`."""
+    if x.shape[1] == length:
+        return x
+    pad = x.new_zeros(x.shape[0], length - x.shape[1], *x.shape[2:])
+    return torch.cat([x, pad], dim=1)
+
+
+def _pad_channels(x: torch.Tensor, dim_padded: int) -> torch.Tensor:
+    if x.shape[-1] == dim_padded:
+        return x
+    return torch.nn.functional.pad(x, (0, dim_padded - x.shape[-1]))
+
+
+def k_mean_emulated(k: torch.Tensor) -> torch.Tensor:
+    """Mean of K over the sequence, (B, Hkv, d) fp32, in the kernels' summation order:
+    a sequential fp32 sum inside each chunk of K_MEAN_CHUNK tokens, then a sequential
+    sum of the chunk sums, then one IEEE division by the length."""
+    b, lk, hkv, d = k.shape
+    n_chunks = -(-lk // K_MEAN_CHUNK)
+    kf = _pad_tokens(k.float(), n_chunks * K_MEAN_CHUNK).view(b, n_chunks, K_MEAN_CHUNK, hkv, d)
+    partial = torch.zeros(b, n_chunks, hkv, d, dtype=torch.float32)
+    for t in range(K_MEAN_CHUNK):  # adding the zero padding changes no bits
+        partial = partial + kf[:, :, t]
+    total = torch.zeros(b, hkv, d, dtype=torch.float32)
+    for c in range(n_chunks):
+        total = total + partial[:, c]
+    return total / torch.tensor(float(lk), dtype=torch.float32)
+
+
+def _int8_from_amax(x: torch.Tensor, amax: torch.Tensor):
+    """x / (amax/127) rounded half-to-even; blocks whose scale is 0 quantize to 0."""
+    scale = amax / INT8_MAX
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(x / safe).clamp_(-INT8_MAX, INT8_MAX)
+    q = torch.where(scale > 0, q, torch.zeros_like(q))
+    return q.to(torch.int8), scale
+
+
+def quantize_q_emulated(q: torch.Tensor, k_mean: torch.Tensor, softmax_scale: float):
+    """Per-token INT8 Q. Returns q_int8 (B, H, Lq_pad, D), q_scale (B, H, Lq), lse_shift (B, H, Lq)."""
+    b, lq, h, d = q.shape
+    hkv = k_mean.shape[1]
+    dp = padded_head_dim(d)
+    qf = q.float()  # (B, Lq, H, d)
+    amax = qf.abs().amax(dim=-1, keepdim=True)
+    q_int, raw_scale = _int8_from_amax(qf, amax)
+    q_scale = (raw_scale.squeeze(-1) * score_scale_fp32(softmax_scale)).permute(0, 2, 1).contiguous()
+    # lse shift: softmax_scale * q·k_mean on the unquantized q, in fp32.
+    km = k_mean.repeat_interleave(h // hkv, dim=1)  # (B, H, d)
+    dot = (qf * km.unsqueeze(1)).sum(dim=-1)  # (B, Lq, H)
+    lse_shift = (dot * torch.tensor(softmax_scale, dtype=torch.float32)).permute(0, 2, 1).contiguous()
+    q_int = _pad_channels(_pad_tokens(q_int, round_up(lq, Q_TILE)), dp)
+    return q_int.permute(0, 2, 1, 3).contiguous(), q_scale, lse_shift
+
+
+def quantize_k_emulated(k: torch.Tensor, k_mean: torch.Tensor):
+    """Smoothed INT8 K with one scale per K_SCALE_BLOCK keys.
+    Returns k_int8 (B, Hkv, Lk_pad, D), k_scale (B, Hkv, n_blocks)."""
+    b, lk, hkv, d = k.shape
+    dp = padded_head_dim(d)
+    n_blocks = -(-lk // K_SCALE_BLOCK)
+    ks = k.float() - k_mean.unsqueeze(1)  # (B, Lk, Hkv, d)
+    ks = _pad_tokens(ks, n_blocks * K_SCALE_BLOCK)
+    # Padded keys must not enter the amax: they are zeros after padding, and |0| never raises an amax.
+    blocks = ks.view(b, n_blocks, K_SCALE_BLOCK, hkv, d)
+    amax = blocks.abs().amax(dim=(2, 4), keepdim=True)  # (B, nb, 1, Hkv, 1)
+    k_int, scale = _int8_from_amax(blocks, amax)
+    k_int = k_int.view(b, n_blocks * K_SCALE_BLOCK, hkv, d)[:, :lk]
+    k_int = _pad_channels(_pad_tokens(k_int, round_up(lk, KV_TILE)), dp)
+    k_scale = scale.view(b, n_blocks, hkv).permute(0, 2, 1).contiguous()
+    return k_int.permute(0, 2, 1, 3).contiguous(), k_scale
+
+
+def quantize_v_emulated(v: torch.Tensor):
+    """FP8 e4m3 V with one scale per KV_TILE keys, stored transposed.
+    Returns v_fp8 (B, Hkv, D, Lk_pad), v_scale (B, Hkv, n_tiles)."""
+    b, lk, hkv, d = v.shape
+    dp = padded_head_dim(d)
+    n_tiles = -(-lk // KV_TILE)
+    vf = _pad_tokens(v.float(), n_tiles * KV_TILE).view(b, n_tiles, KV_TILE, hkv, d)
+    amax = vf.abs().amax(dim=(2, 4), keepdim=True)
+    scale = amax / FP8_E4M3_MAX
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    v8 = torch.where(scale > 0, vf / safe, torch.zeros_like(vf)).to(torch.float8_e4m3fn)
+    v8 = _pad_channels(v8.view(torch.uint8).view(b, n_tiles * KV_TILE, hkv, d), dp)
+    v8 = v8.permute(0, 2, 3, 1).contiguous().view(torch.float8_e4m3fn)
+    v_scale = scale.view(b, n_tiles, hkv).permute(0, 2, 1).contiguous()
+    return v8, v_scale
+
+
+def quantize_qkv_emulated(q, k, v, softmax_scale: float) -> QuantizedQKV:
+    k_mean = k_mean_emulated(k)
+    q_int8, q_scale, lse_shift = quantize_q_emulated(q, k_mean, softmax_scale)
+    k_int8, k_scale = quantize_k_emulated(k, k_mean)
+    v_fp8, v_scale = quantize_v_emulated(v)
+    k_mean = _pad_channels(k_mean, padded_head_dim(k.shape[-1])).contiguous()
+    return QuantizedQKV(q_int8, q_scale, lse_shift, k_int8, k_scale, k_mean, v_fp8, v_scale)

@@ -1,0 +1,49 @@
+"""The quantization recipe: block sizes and constants shared by every path.
+
+These numbers define the algorithm, not just a kernel's tiling: the CPU
+emulation and every CUDA kernel must use the same ones, and they mirror
+`sage_attention/quant_config.h` (a test checks the two agree).
+
+- Q: INT8, one scale per token (row); the scale carries softmax_scale * log2(e)
+  so that int32 Q·Kᵀ times the two scales is already a base-2 logit.
+- K: the per-(batch, head, channel) mean over the whole sequence is subtracted
+  first ("K smoothing"; softmax is invariant to it), then INT8 with one scale
+  per block of K_SCALE_BLOCK keys.
+- V: FP8 e4m3, one scale per tile of KV_TILE keys (all channels of a head);
+  the kernels hold V transposed, (batch, heads_kv, head_dim_padded, seqlen_padded).
+- P: the unnormalised probabilities exp2(s - running_max) ∈ [0, 1] are scaled
+  by P_FP8_SCALE (= e4m3's largest finite value) and rounded to FP8 e4m3.
+- The online softmax walks keys in tiles of KV_TILE, so the running max used to
+  round P is the max over whole tiles seen so far.
+- The K mean is summed in fp32 in a fixed order: sequentially over chunks of
+  K_MEAN_CHUNK tokens, then sequentially over the chunk sums.
+"""
+
+import math
+
+INT8_MAX = 127.0
+FP8_E4M3_MAX = 448.0
+P_FP8_SCALE = FP8_E4M3_MAX
+
+K_SCALE_BLOCK = 64  # keys per K scale
+KV_TILE = 128  # keys per softmax step and per V scale
+Q_TILE = 64  # query rows per attention CTA (padding granularity of int8 Q)
+K_MEAN_CHUNK = 64  # tokens per partial sum of the K mean
+
+LOG2E = 1.4426950408889634  # log2(e) as a double, rounded once to fp32 by both sides
+LN2 = 0.6931471805599453
+
+MAX_HEAD_DIM = 128
+
+
+def padded_head_dim(head_dim: int) -> int:
+    """The head_dim the kernels run at: 64 or 128 (zeros fill the rest)."""
+    return 64 if head_dim <= 64 else 128
+
+
+def round_up(x: int, m: int) -> int:
+    return (x + m - 1) // m * m
+
+
+def default_softmax_scale(head_dim: int) -> float:
+    return 1.0 / math.sqrt(head_dim)

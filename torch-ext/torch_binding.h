@@ -1,0 +1,3 @@
+// Op surface of the extension: the functions torch_binding.cpp registers.
+#pragma once
+#include "../sage_attention/fwd.h"
