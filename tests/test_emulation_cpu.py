@@ -1,0 +1,99 @@
+"""The CPU implementation (the exact emulation of the quantized algorithm) through the
+built op: accuracy against fp32 attention, API forms, torch.compile and opcheck."""
+
+import math
+
+import pytest
+import torch
+
+from cases import SHAPES, shape_id
+from helpers import accuracy, gen_qkv, reference
+
+COS_MIN, REL_L1_MAX = 0.998, 0.05
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fwd_cpu_against_fp32_attention(sage, shape, dtype):
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=dtype, seed=hash(shape) % 1000)
+    out, lse = sage.fwd(q, k, v, is_causal=causal)
+    assert out.shape == q.shape and out.dtype == dtype and lse.shape == (b, h, lq)
+    assert not out.isnan().any() and not lse.isnan().any()
+    ref, ref_lse, rows = reference(q, k, v, causal)
+    cos, rel, _ = accuracy(out[:, rows], ref[:, rows])
+    assert cos >= COS_MIN and rel <= REL_L1_MAX, (cos, rel)
+    lse_err = (lse[..., rows] - ref_lse[..., rows]).abs()
+    assert lse_err.mean() < 0.15 and lse_err.max() < 1.0, (lse_err.mean(), lse_err.max())
+    if not rows.all():  # rows that see no key
+        assert torch.all(out[:, ~rows] == 0) and torch.all(lse[..., ~rows] == -math.inf)
+
+
+def test_softmax_scale_is_honoured(sage):
+    q, k, v = gen_qkv(1, 100, 150, 2, 2, 64, seed=3)
+    out, lse = sage.fwd(q, k, v, softmax_scale=0.05)
+    ref, ref_lse, _ = reference(q, k, v, False, softmax_scale=0.05)
+    cos, rel, _ = accuracy(out, ref)
+    assert cos >= COS_MIN and rel <= REL_L1_MAX
+    assert (lse - ref_lse).abs().mean() < 0.15
+
+
+def test_sageattn_layouts_and_return_forms(sage):
+    q, k, v = gen_qkv(2, 150, 190, 4, 2, 128, seed=4)
+    out_nhd, lse_nhd = sage.fwd(q, k, v, is_causal=True)
+    o = sage.sageattn(q, k, v, tensor_layout="NHD", is_causal=True)
+    torch.testing.assert_close(o, out_nhd, rtol=0, atol=0)
+    o_hnd, lse_hnd = sage.sageattn(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), tensor_layout="HND", is_causal=True, return_lse=True
+    )
+    assert o_hnd.shape == (2, 4, 150, 128)
+    torch.testing.assert_close(o_hnd.transpose(1, 2), out_nhd, rtol=0, atol=0)
+    torch.testing.assert_close(lse_hnd, lse_nhd, rtol=0, atol=0)
+    # The SageAttention variant names and their tuning kwargs are accepted.
+    o_v = sage.sageattn_qk_int8_pv_fp8_cuda(q, k, v, tensor_layout="NHD", is_causal=True, pv_accum_dtype="fp32+fp32")
+    torch.testing.assert_close(o_v, out_nhd, rtol=0, atol=0)
+
+
+def test_torch_compile_fullgraph_traces_without_graph_break(sage):
+    q, k, v = gen_qkv(1, 96, 130, 2, 1, 64, seed=5)
+
+    def f(q, k, v):
+        return sage.sageattn(q, k, v, tensor_layout="NHD", is_causal=True, return_lse=True)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out_c, lse_c = compiled(q, k, v)
+    out_e, lse_e = f(q, k, v)
+    torch.testing.assert_close(out_c, out_e, rtol=0, atol=0)
+    torch.testing.assert_close(lse_c, lse_e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_opcheck(sage, causal):
+    q, k, v = gen_qkv(1, 70, 90, 2, 1, 64, seed=6)
+    ns = getattr(torch.ops, sage.__name__)
+    torch.library.opcheck(ns.fwd.default, (q, k, v, causal, None))
+    torch.library.opcheck(ns.quantize_qkv.default, (q, k, v, 0.125))
+
+
+def test_quantized_tensors_follow_the_recipe(sage):
+    """Shapes and value ranges of the pre-pass outputs (CPU emulation)."""
+    b, lq, lk, h, hkv, d = 1, 100, 300, 4, 2, 96
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, seed=7)
+    qz = sage.quantize_qkv(q, k, v)
+    assert qz.q_int8.shape == (b, h, 128, 128) and qz.q_int8.dtype == torch.int8
+    assert qz.k_int8.shape == (b, hkv, 384, 128) and qz.v_fp8.shape == (b, hkv, 128, 384)
+    assert qz.k_scale.shape == (b, hkv, 5) and qz.v_scale.shape == (b, hkv, 3)
+    assert qz.q_int8.abs().max() == 127 and qz.k_int8.abs().max() == 127
+    assert qz.v_fp8.float().abs().max() == 448.0
+    # padding is zeros: channels past head_dim, rows past the lengths
+    assert torch.all(qz.q_int8[..., d:] == 0) and torch.all(qz.q_int8[:, :, lq:] == 0)
+    assert torch.all(qz.k_int8[:, :, lk:] == 0) and torch.all(qz.v_fp8.float()[..., lk:] == 0)
+    # K smoothing: the mean is the fp32 mean of K
+    torch.testing.assert_close(qz.k_mean[..., :d], k.float().mean(dim=1), rtol=1e-5, atol=1e-5)
+    # dequantized Q reproduces q (scale carries softmax_scale * log2 e)
+    deq = qz.q_int8[:, :, :lq, :d].float() * (qz.q_scale / (d**-0.5 * 1.4426950408889634)).unsqueeze(-1)
+    assert (deq - q.float().transpose(1, 2)).abs().max() <= q.float().abs().max() / 127 * 0.51
+
+
+def test_attention_kernel_name_on_cpu(sage):
+    assert sage.attention_kernel_name("cpu") == "cpu-emulation"

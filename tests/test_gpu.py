@@ -1,0 +1,117 @@
+"""GPU paths against the CPU emulation (the oracle) and fp32 attention.
+Marked `gpu`: they run on the GPU machine and are skipped elsewhere."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cases import SHAPES, shape_id
+from conftest import ROOT
+from helpers import accuracy, gen_qkv, reference
+
+pytestmark = pytest.mark.gpu
+
+COS_MIN, REL_L1_MAX = 0.998, 0.05
+# GPU vs emulation: the same quantized tensors; only the order of fp32 sums inside a
+# tile and exp2's last bits differ, which can flip an occasional FP8 rounding of P.
+EMU_REL_L1_MAX, EMU_MAX_ABS_FRAC = 2e-3, 2e-2
+
+
+def _to_cpu(qkv):
+    return [t.cpu() for t in qkv]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_quantized_tensors_bit_identical_to_emulation(sage, shape, dtype):
+    b, lq, lk, h, hkv, d, _ = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=dtype, seed=11)
+    gpu = sage.quantize_qkv(q.cuda(), k.cuda(), v.cuda())
+    cpu = sage.quantize_qkv(q, k, v)
+    for name in ("q_int8", "k_int8", "q_scale", "k_scale", "k_mean", "v_scale"):
+        g, c = getattr(gpu, name).cpu(), getattr(cpu, name)
+        assert g.shape == c.shape, name
+        assert torch.equal(g, c), f"{name}: {(g != c).sum().item()} of {c.numel()} differ"
+    assert torch.equal(gpu.v_fp8.cpu().view(torch.uint8), cpu.v_fp8.view(torch.uint8)), "v_fp8 differs"
+    torch.testing.assert_close(gpu.lse_shift.cpu(), cpu.lse_shift, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype):
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=dtype, seed=12)
+    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda(), is_causal=causal)
+    torch.cuda.synchronize()
+    out, lse = out.cpu(), lse.cpu()
+    assert not out.isnan().any() and not lse.isnan().any()
+    emu_out, emu_lse = sage.fwd(q, k, v, is_causal=causal)
+    _, rel_emu, max_emu = accuracy(out, emu_out)
+    assert rel_emu <= EMU_REL_L1_MAX and max_emu <= EMU_MAX_ABS_FRAC * emu_out.float().abs().max(), (rel_emu, max_emu)
+    finite = emu_lse.isfinite()
+    assert torch.equal(lse.isfinite(), finite)
+    torch.testing.assert_close(lse[finite], emu_lse[finite], rtol=0, atol=1e-3)
+    ref, _, rows = reference(q, k, v, causal)
+    cos, rel, _ = accuracy(out[:, rows], ref[:, rows])
+    assert cos >= COS_MIN and rel <= REL_L1_MAX, (cos, rel)
+
+
+def test_sageattn_layouts_agree_on_gpu(sage):
+    q, k, v = gen_qkv(2, 300, 260, 8, 4, 128, device="cuda", seed=13)
+    out_nhd = sage.sageattn(q, k, v, tensor_layout="NHD", is_causal=True)
+    qh, kh, vh = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # genuinely HND memory
+    out_hnd, lse = sage.sageattn(qh, kh, vh, tensor_layout="HND", is_causal=True, return_lse=True)
+    assert out_hnd.shape == (2, 8, 300, 128) and lse.shape == (2, 8, 300)
+    torch.testing.assert_close(out_hnd.transpose(1, 2), out_nhd, rtol=0, atol=0)
+
+
+def test_two_runs_are_bit_identical(sage):
+    q, k, v = gen_qkv(1, 1000, 1000, 8, 8, 128, device="cuda", seed=14)
+    a, la = sage.fwd(q, k, v)
+    b, lb = sage.fwd(q, k, v)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_every_output_element_is_written(sage):
+    """Poison the caching allocator's memory first: a skipped element would show up as NaN."""
+    q, k, v = gen_qkv(1, 190, 250, 4, 2, 96, device="cuda", seed=15)
+    for _ in range(3):
+        junk = torch.full((1, 190, 4, 96), float("nan"), device="cuda", dtype=torch.bfloat16)
+        del junk
+        out, lse = sage.fwd(q, k, v, is_causal=False)
+        assert not out.isnan().any() and not lse.isnan().any()
+
+
+def test_kernel_alone_equals_fwd(sage):
+    q, k, v = gen_qkv(1, 200, 300, 4, 2, 64, device="cuda", seed=16)
+    out, lse = sage.fwd(q, k, v, is_causal=True)
+    qz = sage.quantize_qkv(q, k, v)
+    out2, lse2 = sage.attention_quantized(qz, kv_len=300, head_dim=64, is_causal=True, out_dtype=q.dtype)
+    assert torch.equal(out, out2) and torch.equal(lse, lse2)
+
+
+def test_dispatch_names_a_kernel(sage):
+    assert sage.attention_kernel_name("cuda") in {"simt", "sm90"}
+
+
+def test_get_kernel_with_local_kernels_offline(variant_dir):
+    """Users' path: get_kernel("kernels-community/sage_attention", version=1) with LOCAL_KERNELS, offline."""
+    code = (
+        "import json, torch\n"
+        "from kernels import get_kernel\n"
+        "k = get_kernel('kernels-community/sage_attention', version=1)\n"
+        "q = (torch.randn(1, 300, 4, 128) * torch.randint(1, 5, (1, 300, 4, 128))).bfloat16().cuda()\n"
+        "o, lse = k.fwd(q, q, q, is_causal=False)\n"
+        "o2 = k.sageattn(q.transpose(1, 2), q.transpose(1, 2), q.transpose(1, 2))\n"
+        "print(json.dumps({'name': k.__name__, 'nan': bool(o.isnan().any()), 'same': bool(torch.equal(o, o2.transpose(1, 2)))}))\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", LOCAL_KERNELS=f"kernels-community/sage_attention={ROOT}")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["name"] == json.loads((variant_dir / "metadata.json").read_text())["id"]
+    assert not info["nan"] and info["same"]
