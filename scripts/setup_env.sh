@@ -18,12 +18,13 @@ if ! have_py torch; then
   echo "[setup] installing torch (a CUDA build: needed to compile the kernels)"
   pip_install torch
 fi
-for mod in pytest numpy kernels; do
-  have_py "$mod" || { echo "[setup] installing $mod"; pip_install "$mod"; }
+for spec in pytest:pytest numpy:numpy kernels:kernels kernels_data:kernels-data; do
+  mod="${spec%%:*}"; pkg="${spec#*:}"
+  have_py "$mod" || { echo "[setup] installing $pkg"; pip_install "$pkg"; }
 done
 # flake.nix is checked with nix-instantiate --parse (Debian's nix-bin), when apt is usable.
 if ! command -v nix-instantiate >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get install -y -q nix-bin >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nix-bin >/dev/null 2>&1; }) \
+  (timeout 120 apt-get install -y -q nix-bin >/dev/null 2>&1 || { timeout 120 apt-get update -q >/dev/null 2>&1 && timeout 120 apt-get install -y -q nix-bin >/dev/null 2>&1; }) \
     || echo "[setup] nix-bin not installable here: the flake.nix parse test will skip"
 fi
 
