@@ -60,7 +60,7 @@ Shapes shapes_of(const at::Tensor& q, const at::Tensor& k) {
   s.kv_len = k.size(1);
   s.heads_kv = int(k.size(2));
   s.dim_padded = padded_head_dim(s.head_dim);
-  s.q_len_padded = round_up(s.q_len, kQTile);
+  s.q_len_padded = round_up(s.q_len, kQPad);
   s.kv_len_padded = round_up(s.kv_len, kKvTile);
   s.n_k_scale_blocks = ceil_div(s.kv_len, kKScaleBlock);
   s.n_kv_tiles = ceil_div(s.kv_len, kKvTile);
@@ -115,7 +115,7 @@ Quantized run_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   p.v_fp8 = reinterpret_cast<uint8_t*>(out.v_fp8.data_ptr());
   p.v_scale = out.v_scale.data_ptr<float>();
 
-  const int64_t n_blocks = int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQTile) +
+  const int64_t n_blocks = int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQPad) +
                            int64_t(s.batch) * s.heads_kv * (s.kv_len_padded / kKScaleBlock + s.kv_len_padded / kKvTile);
   TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() && n_chunks < std::numeric_limits<int32_t>::max(),
               "sage_attention: problem too large for one launch");
@@ -165,7 +165,7 @@ void run_attention_on(const Quantized& qz, const Shapes& s, bool is_causal, at::
   p.n_k_scale_blocks = s.n_k_scale_blocks;
   p.n_kv_tiles = s.n_kv_tiles;
   p.is_causal = is_causal;
-  TORCH_CHECK(ceil_div(s.q_len, kQTile) < std::numeric_limits<int32_t>::max(), "sage_attention: q_len too large");
+  TORCH_CHECK(ceil_div(s.q_len, kQPad) < std::numeric_limits<int32_t>::max(), "sage_attention: q_len too large");
   run_attention(p, out.scalar_type() == at::kBFloat16, out.get_device(), c10::cuda::getCurrentCUDAStream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -217,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8,
   s.kv_len_padded = k_int8.size(2);
   s.n_k_scale_blocks = k_scale.size(2);
   s.n_kv_tiles = v_scale.size(2);
-  TORCH_CHECK(s.dim_padded == padded_head_dim(s.head_dim) && s.q_len_padded == round_up(s.q_len, kQTile) &&
+  TORCH_CHECK(s.dim_padded == padded_head_dim(s.head_dim) && s.q_len_padded == round_up(s.q_len, kQPad) &&
                   s.kv_len_padded == round_up(kv_len, kKvTile) &&
                   s.n_k_scale_blocks == ceil_div(kv_len, kKScaleBlock) && s.n_kv_tiles == ceil_div(kv_len, kKvTile) &&
                   s.heads_kv >= 1 && s.heads_q % s.heads_kv == 0,

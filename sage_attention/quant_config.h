@@ -11,13 +11,23 @@ constexpr float kPFp8Scale = kFp8E4M3Max;  // P in [0,1] is scaled by this befor
 
 constexpr int kKScaleBlock = 64;  // keys per K scale
 constexpr int kKvTile = 128;      // keys per softmax step and per V scale
-constexpr int kQTile = 64;        // query rows per attention CTA; int8 Q is padded to it
+constexpr int kQPad = 128;        // int8 Q rows are padded to a multiple of this (largest CTA tile)
 constexpr int kKMeanChunk = 64;   // tokens per partial sum of the K mean
 
 constexpr double kLog2e = 1.4426950408889634;
 constexpr float kLn2 = 0.6931471805599453f;
 
 constexpr int kMaxHeadDim = 128;
+
+// Transposed FP8 V stores the keys of each group of 32 in the order a tensor-core
+// thread holds P after Q·Kᵀ (see V_KEY_ORDER in quant_config.py): position p holds
+// key v_key_at(p); key k sits at position v_position_of(k).
+__host__ __device__ constexpr int v_key_at(int p) {
+  return 16 * (p / 16) + ((p % 4) < 2 ? 2 * ((p % 16) / 4) + (p % 4) : 8 + 2 * ((p % 16) / 4) + (p % 4) - 2);
+}
+__host__ __device__ constexpr int v_position_of(int k) {
+  return 16 * (k / 16) + ((k % 16) < 8 ? 4 * ((k % 8) / 2) + (k % 2) : 4 * ((k % 8) / 2) + 2 + (k % 2));
+}
 
 __host__ __device__ constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }
 __host__ __device__ constexpr long long round_up(long long x, long long m) { return (x + m - 1) / m * m; }

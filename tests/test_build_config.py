@@ -91,7 +91,7 @@ def test_quant_constants_agree_between_cpp_and_python():
     assert cpp("kFp8E4M3Max") == qc.FP8_E4M3_MAX
     assert cpp("kKScaleBlock") == qc.K_SCALE_BLOCK
     assert cpp("kKvTile") == qc.KV_TILE
-    assert cpp("kQTile") == qc.Q_TILE
+    assert cpp("kQPad") == qc.Q_PAD
     assert cpp("kKMeanChunk") == qc.K_MEAN_CHUNK
     assert cpp("kLog2e") == qc.LOG2E
     assert cpp("kMaxHeadDim") == qc.MAX_HEAD_DIM

@@ -20,7 +20,8 @@
 namespace sage {
 namespace {
 
-constexpr int kThreads = 2 * kQTile;
+constexpr int kRows = 64;  // query rows per CTA
+constexpr int kThreads = 2 * kRows;
 constexpr int kHalfTile = kKvTile / 2;
 static_assert(kHalfTile == kKScaleBlock, "each thread's half tile must share one K scale");
 
@@ -31,7 +32,7 @@ struct SimtSmem {
   static constexpr int kPRow = kKvTile + 8;   // fp16 P row (one query, 128 keys)
   static constexpr size_t kKBytes = size_t(kKvTile) * kKWords * 4;
   static constexpr size_t kVBytes = size_t(DP) * kVRow * 2;
-  static constexpr size_t kPBytes = size_t(kQTile) * kPRow * 2;
+  static constexpr size_t kPBytes = size_t(kRows) * kPRow * 2;
   static constexpr size_t kBytes = kKBytes + kVBytes + kPBytes;
 };
 
@@ -49,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
   const int hk = h / (p.heads_q / p.heads_kv);
   const int64_t bh = int64_t(b) * p.heads_q + h;
   const int64_t bhk = int64_t(b) * p.heads_kv + hk;
-  const int64_t row0 = int64_t(blockIdx.x) * kQTile;
+  const int64_t row0 = int64_t(blockIdx.x) * kRows;
   const int64_t row = row0 + r;
   const bool valid_row = row < p.q_len;
   const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
@@ -57,7 +58,7 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
   // Keys this CTA may see at all.
   int64_t n_keys = p.kv_len;
   if (p.is_causal) {
-    const int64_t last_row = (row0 + kQTile < p.q_len ? row0 + kQTile : p.q_len) - 1;
+    const int64_t last_row = (row0 + kRows < p.q_len ? row0 + kRows : p.q_len) - 1;
     const int64_t last_key = last_row + causal_offset;
     n_keys = last_key + 1 < n_keys ? last_key + 1 : n_keys;
   }
@@ -92,7 +93,10 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
         const int c = e / (kKvTile / 4), j4 = (e % (kKvTile / 4)) * 4;
         const uint32_t four = *reinterpret_cast<const uint32_t*>(v_src + int64_t(c) * p.kv_len_padded + j4);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) v_s[c * S::kVRow + j4 + i] = e4m3_to_half(uint8_t(four >> (8 * i)));
+        for (int i = 0; i < 4; ++i) {  // storage position j4+i holds key v_key_at(...)
+          const int pos = j4 + i;
+          v_s[c * S::kVRow + (pos & ~31) + v_key_at(pos & 31)] = e4m3_to_half(uint8_t(four >> (8 * i)));
+        }
       }
     }
     __syncthreads();
@@ -169,7 +173,7 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = SimtSmem<DP>::kBytes;
   auto kernel = attention_simt_kernel<DP, OutT>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
-  dim3 grid(unsigned(ceil_div(p.q_len, kQTile)), p.heads_q, p.batch);
+  dim3 grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
   kernel<<<grid, kThreads, kSmem, stream>>>(p);
 }
 

@@ -4,6 +4,7 @@
 //   Q: 64 query rows of one head  -> per-token INT8 (scale * softmax_scale * log2 e) and the lse shift
 //   K: 64 keys of one kv head     -> (K - mean) as INT8 with one scale per 64 keys
 //   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, written transposed
+//                                    (keys of each group of 32 in v_position_of order)
 // Inputs are read in place through strides; padding rows/channels are written as zeros.
 // Arithmetic (IEEE division, round-half-even, e4m3 nearest-even) matches
 // torch-ext/sage_attention/emulation_quantize.py bit for bit.
@@ -115,7 +116,7 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
   for (int e = threadIdx.x; e < kKvTile * DP; e += kThreads) {
     const int c = e / kKvTile, r = e % kKvTile;  // consecutive threads: consecutive keys of one channel
     const float val = to_float(tile[r * kStride + c]);
-    dst[int64_t(c) * p.kv_len_padded + r] = scale > 0.f ? float_to_e4m3(__fdiv_rn(val, scale)) : uint8_t(0);
+    dst[int64_t(c) * p.kv_len_padded + (r & ~31) + v_position_of(r & 31)] = scale > 0.f ? float_to_e4m3(__fdiv_rn(val, scale)) : uint8_t(0);
   }
   if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = scale;
 }

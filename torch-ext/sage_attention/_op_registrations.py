@@ -12,7 +12,7 @@ import torch
 from ._ops import add_op_namespace_prefix
 from .emulation_attention import attention_emulated
 from .emulation_quantize import QuantizedQKV, quantize_qkv_emulated
-from .quant_config import K_SCALE_BLOCK, KV_TILE, Q_TILE, padded_head_dim, round_up
+from .quant_config import K_SCALE_BLOCK, KV_TILE, Q_PAD, padded_head_dim, round_up
 from .validation import check_qkv
 
 
@@ -56,7 +56,7 @@ def _quantize_qkv_fake(q, k, v, softmax_scale):
     dp = padded_head_dim(d)
     f32 = dict(dtype=torch.float32)
     return [
-        q.new_empty(b, h, round_up(lq, Q_TILE), dp, dtype=torch.int8),
+        q.new_empty(b, h, round_up(lq, Q_PAD), dp, dtype=torch.int8),
         q.new_empty(b, h, lq, **f32),
         q.new_empty(b, h, lq, **f32),
         q.new_empty(b, hkv, round_up(lk, KV_TILE), dp, dtype=torch.int8),

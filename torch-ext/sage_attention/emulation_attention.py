@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .emulation_quantize import QuantizedQKV
+from .emulation_quantize import QuantizedQKV, v_storage_index
 from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE
 
 
@@ -43,7 +43,10 @@ def attention_emulated(
         return t.repeat_interleave(group, dim=1) if group > 1 else t
 
     k8 = per_q_head(qkv.k_int8.float())  # (B, H, Lk_pad, D)
-    v8 = per_q_head(qkv.v_fp8.float())  # (B, H, D, Lk_pad)
+    v_stored = qkv.v_fp8.float()  # (B, Hkv, D, Lk_pad), keys in storage order
+    v8 = torch.empty_like(v_stored)
+    v8[..., v_storage_index(v_stored.shape[-1])] = v_stored  # back to key order
+    v8 = per_q_head(v8)
     k_scale = per_q_head(qkv.k_scale)  # (B, H, nKb)
     v_scale = per_q_head(qkv.v_scale)  # (B, H, nT)
 

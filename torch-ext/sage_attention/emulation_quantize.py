@@ -17,7 +17,8 @@ from .quant_config import (
     K_SCALE_BLOCK,
     KV_TILE,
     LOG2E,
-    Q_TILE,
+    Q_PAD,
+    V_KEY_ORDER,
     padded_head_dim,
     round_up,
 )
@@ -26,13 +27,13 @@ from .quant_config import (
 class QuantizedQKV(NamedTuple):
     """What the attention kernel consumes. Shapes (D = padded head_dim):
 
-    q_int8    (B, H, round_up(Lq, Q_TILE), D)        int8
+    q_int8    (B, H, round_up(Lq, Q_PAD), D)        int8
     q_scale   (B, H, Lq)                              fp32, includes softmax_scale*log2(e)
     lse_shift (B, H, Lq)                              fp32, softmax_scale * q·k_mean (natural log units)
     k_int8    (B, Hkv, round_up(Lk, KV_TILE), D)      int8, smoothed (mean subtracted)
     k_scale   (B, Hkv, ceil(Lk / K_SCALE_BLOCK))      fp32
     k_mean    (B, Hkv, D)                             fp32
-    v_fp8     (B, Hkv, D, round_up(Lk, KV_TILE))      float8_e4m3fn, transposed
+    v_fp8     (B, Hkv, D, round_up(Lk, KV_TILE))      float8_e4m3fn, transposed, keys in V_KEY_ORDER per 32
     v_scale   (B, Hkv, ceil(Lk / KV_TILE))            fp32
     """
 
@@ -103,7 +104,7 @@ def quantize_q_emulated(q: torch.Tensor, k_mean: torch.Tensor, softmax_scale: fl
     km = k_mean.repeat_interleave(h // hkv, dim=1)  # (B, H, d)
     dot = (qf * km.unsqueeze(1)).sum(dim=-1)  # (B, Lq, H)
     lse_shift = (dot * torch.tensor(softmax_scale, dtype=torch.float32)).permute(0, 2, 1).contiguous()
-    q_int = _pad_channels(_pad_tokens(q_int, round_up(lq, Q_TILE)), dp)
+    q_int = _pad_channels(_pad_tokens(q_int, round_up(lq, Q_PAD)), dp)
     return q_int.permute(0, 2, 1, 3).contiguous(), q_scale, lse_shift
 
 
@@ -125,8 +126,14 @@ def quantize_k_emulated(k: torch.Tensor, k_mean: torch.Tensor):
     return k_int.permute(0, 2, 1, 3).contiguous(), k_scale
 
 
+def v_storage_index(padded_len: int) -> torch.Tensor:
+    """Key stored at each position of a transposed V row (padded_len is a multiple of 32)."""
+    pos = torch.arange(padded_len)
+    return pos // 32 * 32 + torch.tensor(V_KEY_ORDER)[pos % 32]
+
+
 def quantize_v_emulated(v: torch.Tensor):
-    """FP8 e4m3 V with one scale per KV_TILE keys, stored transposed.
+    """FP8 e4m3 V with one scale per KV_TILE keys, stored transposed (keys in V_KEY_ORDER per 32).
     Returns v_fp8 (B, Hkv, D, Lk_pad), v_scale (B, Hkv, n_tiles)."""
     b, lk, hkv, d = v.shape
     dp = padded_head_dim(d)
@@ -137,7 +144,7 @@ def quantize_v_emulated(v: torch.Tensor):
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     v8 = torch.where(scale > 0, vf / safe, torch.zeros_like(vf)).to(torch.float8_e4m3fn)
     v8 = _pad_channels(v8.view(torch.uint8).view(b, n_tiles * KV_TILE, hkv, d), dp)
-    v8 = v8.permute(0, 2, 3, 1).contiguous().view(torch.float8_e4m3fn)
+    v8 = v8.permute(0, 2, 3, 1)[..., v_storage_index(v8.shape[1])].contiguous().view(torch.float8_e4m3fn)
     v_scale = scale.view(b, n_tiles, hkv).permute(0, 2, 1).contiguous()
     return v8, v_scale
 

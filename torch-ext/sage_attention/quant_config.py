@@ -10,7 +10,8 @@ emulation and every CUDA kernel must use the same ones, and they mirror
   first ("K smoothing"; softmax is invariant to it), then INT8 with one scale
   per block of K_SCALE_BLOCK keys.
 - V: FP8 e4m3, one scale per tile of KV_TILE keys (all channels of a head);
-  the kernels hold V transposed, (batch, heads_kv, head_dim_padded, seqlen_padded).
+  the kernels hold V transposed, (batch, heads_kv, head_dim_padded, seqlen_padded),
+  with the keys of every group of 32 stored in the order V_KEY_ORDER (below).
 - P: the unnormalised probabilities exp2(s - running_max) ∈ [0, 1] are scaled
   by P_FP8_SCALE (= e4m3's largest finite value) and rounded to FP8 e4m3.
 - The online softmax walks keys in tiles of KV_TILE, so the running max used to
@@ -27,13 +28,24 @@ P_FP8_SCALE = FP8_E4M3_MAX
 
 K_SCALE_BLOCK = 64  # keys per K scale
 KV_TILE = 128  # keys per softmax step and per V scale
-Q_TILE = 64  # query rows per attention CTA (padding granularity of int8 Q)
+Q_PAD = 128  # int8 Q rows are padded to a multiple of this (the largest CTA tile)
 K_MEAN_CHUNK = 64  # tokens per partial sum of the K mean
 
 LOG2E = 1.4426950408889634  # log2(e) as a double, rounded once to fp32 by both sides
 LN2 = 0.6931471805599453
 
 MAX_HEAD_DIM = 128
+
+# Storage order of keys inside each group of 32 in the transposed FP8 V: memory
+# position p holds key V_KEY_ORDER[p]. It is the order in which a thread of a
+# tensor-core MMA holds P after the Q·Kᵀ product (accumulator fragment: keys
+# 2t, 2t+1 of each 8-key chunk), read as the A operand of the P·V product
+# (positions 4t..4t+3 and 16+4t..16+4t+3). Storing V in that order lets P feed
+# the next MMA straight from registers; the sum over keys does not care.
+V_KEY_ORDER = tuple(
+    16 * (p // 16) + (2 * ((p % 16) // 4) + (p % 4) if p % 4 < 2 else 8 + 2 * ((p % 16) // 4) + (p % 4) - 2)
+    for p in range(32)
+)
 
 
 def padded_head_dim(head_dim: int) -> int:
