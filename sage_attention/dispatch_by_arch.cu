@@ -1,8 +1,8 @@
 // Architecture dispatch: compute capability -> attention kernel.
 //
-// Today every supported GPU (sm_80 Ampere, sm_89 Ada, sm_90 Hopper) runs the
-// portable SIMT kernel; tuned per-arch kernels (Hopper wgmma first) plug in here
-// and nowhere else.
+// Hopper (compute capability 9.0) runs the wgmma kernel when this build holds it
+// (the 9.0a unit); every other supported GPU (sm_80 Ampere, sm_89 Ada) runs the
+// portable SIMT kernel. Tuned kernels for other archs plug in here and nowhere else.
 #include <cuda_runtime.h>
 
 #include "attention/attention_kernels.h"
@@ -11,13 +11,13 @@
 namespace sage {
 namespace {
 
-enum class AttentionKernel { kSimt };
+enum class AttentionKernel { kSimt, kSm90 };
 
 AttentionKernel choose(int device) {
   int major = 0, minor = 0;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  (void)minor;
+  if (major == 9 && minor == 0 && launch_attention_sm90 != nullptr) return AttentionKernel::kSm90;
   return AttentionKernel::kSimt;
 }
 
@@ -28,6 +28,9 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
     case AttentionKernel::kSimt:
       launch_attention_simt(p, out_bf16, stream);
       break;
+    case AttentionKernel::kSm90:
+      launch_attention_sm90(p, out_bf16, stream);
+      break;
   }
 }
 
@@ -35,6 +38,8 @@ const char* attention_kernel_name(int device) {
   switch (choose(device)) {
     case AttentionKernel::kSimt:
       return "simt";
+    case AttentionKernel::kSm90:
+      return "sm90";
   }
   return "unknown";
 }

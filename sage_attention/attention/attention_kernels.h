@@ -11,4 +11,9 @@ namespace sage {
 // softmax, FP8-rounded P and V multiplied in fp32 on the CUDA cores.
 void launch_attention_simt(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
 
+// Hopper kernel (sm_90a only; hopper/attention_sm90.cu): INT8 and FP8 wgmma.
+// Declared weak: a build without the 9.0a unit leaves it null and the dispatch
+// falls back to the portable kernel.
+__attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
+
 }  // namespace sage

@@ -1,0 +1,235 @@
+// Hopper (sm_90a) SageAttention kernel: INT8 Q·Kᵀ and FP8 P·V on the tensor cores (wgmma).
+//
+// CTA = 2 warpgroups x 64 query rows of one head. Per 128-key tile:
+//   S  = wgmma s8 (Q from smem, K from smem)            -> int32 fragment
+//   s  = float(S) * q_scale_row * k_scale_block           (base-2 logits)
+//   online softmax; P = fp8(exp2(s - m) * 448) stays in registers
+//   O_tile = wgmma e4m3 (P from registers, Vᵀ from smem)  -> fp32, then
+//   acc = acc * alpha + O_tile * v_scale_tile             (fp32 two-level accumulation)
+// K and Vᵀ tiles are double-buffered with cp.async so the next tile's copy overlaps
+// this tile's math; the two warpgroups interleave on the SM.
+// Numerics follow torch-ext/sage_attention/emulation_attention.py.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "../attention/attention_kernels.h"
+#include "../quant_config.h"
+#include "../type_utils.cuh"
+#include "online_softmax.cuh"
+#include "tile_loader.cuh"
+#include "wgmma.cuh"
+
+namespace sage {
+namespace sm90 {
+namespace {
+
+constexpr int kWarpgroups = 2;
+constexpr int kThreads = 128 * kWarpgroups;
+constexpr int kRows = 64 * kWarpgroups;
+static_assert(kRows <= kQPad && kQPad % kRows == 0, "int8 Q padding must cover a CTA tile");
+static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
+
+template <int D>
+struct Smem {
+  static constexpr int kQ = kRows * D;
+  static constexpr int kK = kKvTile * D;
+  static constexpr int kV = D * kKvTile;
+  static constexpr int kBytes = kQ + 2 * (kK + kV);
+};
+
+template <int D>
+__device__ __forceinline__ void pv_wgmma(float (&o)[D / 2], const uint32_t (&a)[4], uint64_t desc, bool acc);
+template <>
+__device__ __forceinline__ void pv_wgmma<128>(float (&o)[64], const uint32_t (&a)[4], uint64_t desc, bool acc) {
+  wgmma_m64n128k32_e4m3_rs(o, a, desc, acc);
+}
+template <>
+__device__ __forceinline__ void pv_wgmma<64>(float (&o)[32], const uint32_t (&a)[4], uint64_t desc, bool acc) {
+  wgmma_m64n64k32_e4m3_rs(o, a, desc, acc);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) {
+  if (both && (reinterpret_cast<uintptr_t>(dst) & 3) == 0) {
+    T pair[2] = {from_float<T>(x), from_float<T>(y)};
+    *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<uint32_t*>(pair);
+  } else {
+    dst[0] = from_float<T>(x);
+    if (both) dst[1] = from_float<T>(y);
+  }
+}
+
+template <int D, typename OutT>
+__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
+  using S = Smem<D>;
+  extern __shared__ __align__(128) uint8_t smem[];
+  uint8_t* q_s = smem;
+  uint8_t* k_s = smem + S::kQ;
+  uint8_t* v_s = k_s + 2 * S::kK;
+
+  const int tid = threadIdx.x;
+  const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (p.heads_q / p.heads_kv);
+  const int64_t bh = int64_t(b) * p.heads_q + h;
+  const int64_t bhk = int64_t(b) * p.heads_kv + hk;
+  const int64_t row0 = int64_t(blockIdx.x) * kRows;
+  const int64_t row_a = row0 + wg * 64 + warp * 16 + g, row_b = row_a + 8;
+  const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
+
+  int64_t n_keys = p.kv_len;
+  if (p.is_causal) {
+    const int64_t last_row = (row0 + kRows < p.q_len ? row0 + kRows : p.q_len) - 1;
+    n_keys = last_row + causal_offset + 1 < n_keys ? last_row + causal_offset + 1 : n_keys;
+  }
+  const int64_t n_tiles = n_keys > 0 ? ceil_div(n_keys, kKvTile) : 0;
+
+  load_tile<kRows, D, kThreads>(q_s, reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * D, D, tid);
+  cp_async_commit();
+  const uint8_t* k_head = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * D;
+  const uint8_t* v_head = p.v_fp8 + bhk * D * p.kv_len_padded;
+  auto load_kv = [&](int64_t t, int stage) {
+    load_tile<kKvTile, D, kThreads>(k_s + stage * S::kK, k_head + t * kKvTile * D, D, tid);
+    load_tile<D, kKvTile, kThreads>(v_s + stage * S::kV, v_head + t * kKvTile, p.kv_len_padded, tid);
+    cp_async_commit();
+  };
+  if (n_tiles > 0) load_kv(0, 0);
+
+  const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
+  const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
+  float acc[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) acc[i] = 0.f;
+  RowState state_a, state_b;
+  int s_int[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) s_int[i] = 0;
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int stage = int(t & 1);
+    if (t + 1 < n_tiles) {
+      load_kv(t + 1, stage ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_proxy_async_smem();
+    __syncthreads();
+
+    // S = Q·Kᵀ (int32), 64 rows of this warpgroup x 128 keys.
+    fence_regs(s_int);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < D / 32; ++ks) {
+      wgmma_m64n128k32_s8(s_int, smem_desc(q_s + wg * 64 * D + ks * 256, 128, 8 * D),
+                          smem_desc(k_s + stage * S::kK + ks * 256, 128, 8 * D), ks > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s_int);
+
+    // Base-2 logits; mask only tiles that reach past kv_len or cross the causal diagonal.
+    const int64_t key0 = t * kKvTile;
+    const int64_t kb = 2 * t;
+    const float ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
+    const float ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
+    const float fa0 = qs_a * ks0, fa1 = qs_a * ks1, fb0 = qs_b * ks0, fb1 = qs_b * ks1;
+    float s[64];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const float fa = i < 8 ? fa0 : fa1, fb = i < 8 ? fb0 : fb1;
+      s[4 * i] = float(s_int[4 * i]) * fa;
+      s[4 * i + 1] = float(s_int[4 * i + 1]) * fa;
+      s[4 * i + 2] = float(s_int[4 * i + 2]) * fb;
+      s[4 * i + 3] = float(s_int[4 * i + 3]) * fb;
+    }
+    const bool needs_mask = key0 + kKvTile > p.kv_len || (p.is_causal && key0 + kKvTile - 1 > row0 + causal_offset);
+    if (needs_mask) {
+      const int64_t lim_a = p.is_causal ? min(row_a + causal_offset, p.kv_len - 1) : p.kv_len - 1;
+      const int64_t lim_b = p.is_causal ? min(row_b + causal_offset, p.kv_len - 1) : p.kv_len - 1;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t key = key0 + 8 * i + 2 * t4 + e;
+          if (key > lim_a) s[4 * i + e] = -INFINITY;
+          if (key > lim_b) s[4 * i + 2 + e] = -INFINITY;
+        }
+      }
+    }
+
+    float alpha_a, alpha_b;
+    uint32_t p_frag[4][4];
+    softmax_tile(s, state_a, state_b, alpha_a, alpha_b, p_frag);
+
+    // O_tile = P·V (fp32), then fold into the running accumulator with the tile's V scale.
+    fence_regs(o);
+    wgmma_fence();
+#pragma unroll
+    for (int c = 0; c < 4; ++c) pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 256, 128, 1024), c > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(o);
+    const float vs = p.v_scale[bhk * p.n_kv_tiles + t];
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      acc[4 * j] = acc[4 * j] * alpha_a + o[4 * j] * vs;
+      acc[4 * j + 1] = acc[4 * j + 1] * alpha_a + o[4 * j + 1] * vs;
+      acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * vs;
+      acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * vs;
+    }
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
+  }
+
+  // Epilogue: normalise, write O (only real rows and channels) and lse.
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = half ? row_b : row_a;
+    const RowState& st = half ? state_b : state_a;
+    if (row >= p.q_len) continue;
+    const bool has_keys = st.l > 0.f;
+    const float denom = st.l * kPFp8Scale;
+    OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      const int c = 8 * j + 2 * t4;
+      if (c < p.head_dim) {
+        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half], denom) : 0.f;
+        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1], denom) : 0.f;
+        store_pair(out + c, x, y, c + 1 < p.head_dim);
+      }
+    }
+    if (t4 == 0) {
+      p.lse[bh * p.q_len + row] =
+          has_keys ? (st.m + log2f(st.l)) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+    }
+  }
+}
+
+template <int D, typename OutT>
+void launch(const AttentionParams& p, cudaStream_t stream) {
+  constexpr int kSmem = Smem<D>::kBytes;
+  auto kernel = attention_sm90_kernel<D, OutT>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  dim3 grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
+  kernel<<<grid, kThreads, kSmem, stream>>>(p);
+}
+
+}  // namespace
+}  // namespace sm90
+
+void launch_attention_sm90(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
+  if (out_bf16) {
+    p.dim_padded == 64 ? sm90::launch<64, __nv_bfloat16>(p, stream) : sm90::launch<128, __nv_bfloat16>(p, stream);
+  } else {
+    p.dim_padded == 64 ? sm90::launch<64, __half>(p, stream) : sm90::launch<128, __half>(p, stream);
+  }
+}
+
+}  // namespace sage
