@@ -14,6 +14,7 @@ Writes results.json, results.md and PNG plots into --out (default benchmarks/res
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -56,25 +57,29 @@ def gen(shape, seed):
     return (torch.randn(shape, generator=g) * torch.randint(1, 5, shape, generator=g)).to(torch.bfloat16).cuda()
 
 
-def time_ms(fn, input_sets, warmup=10, min_runs=30, min_ms=300.0):
+def time_ms(fn, input_sets, warmup=10, target_ms=200.0):
+    """Median of per-call CUDA-event times. Calls are queued back to back (one sync per
+    batch, as triton's do_bench does), so each includes what the GPU waits on the host
+    for: an eager call's dispatch cost counts when it exceeds the GPU time."""
     for i in range(warmup):
         fn(*input_sets[i % len(input_sets)])
     torch.cuda.synchronize()
-    times, total, i = [], 0.0, 0
-    while len(times) < min_runs or total < min_ms:
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for i in range(5):
+        fn(*input_sets[i % len(input_sets)])
+    b.record()
+    b.synchronize()
+    n = int(min(2000, max(30, target_ms / max(a.elapsed_time(b) / 5, 1e-3))))
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+    for i in range(n):
         args = input_sets[i % len(input_sets)]
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
+        starts[i].record()
         fn(*args)
-        b.record()
-        b.synchronize()
-        t = a.elapsed_time(b)
-        times.append(t)
-        total += t
-        i += 1
-        if len(times) >= 2000:
-            break
-    return statistics.median(times), len(times)
+        ends[i].record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends)), n
 
 
 def accuracy(out, ref):
@@ -85,18 +90,17 @@ def accuracy(out, ref):
     return {"cos": cos, "rel_l1": rel, "max_abs": (o - r).abs().max().item(), "finite": finite}
 
 
-def sdpa(backend):
+def sdpa_backend(backend):
+    """The context that forces one SDPA backend; entered once around a whole measurement."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    be = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-          "efficient": SDPBackend.EFFICIENT_ATTENTION}[backend]
+    return sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                        "efficient": SDPBackend.EFFICIENT_ATTENTION}[backend])
 
-    def run(q, k, v, causal):
-        with sdpa_kernel(be):
-            return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                  is_causal=causal).transpose(1, 2)
 
-    return run
+def sdpa(q, k, v, causal):
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                          is_causal=causal).transpose(1, 2)
 
 
 def fp32_reference(q, k, v, causal):
@@ -111,9 +115,9 @@ def implementations(sage):
     impls = {
         "sage fwd": lambda q, k, v, c: sage.fwd(q, k, v, is_causal=c)[0],
         "sage sageattn": lambda q, k, v, c: sage.sageattn(q, k, v, tensor_layout="NHD", is_causal=c),
-        "SDPA flash": sdpa("flash"),
-        "SDPA cuDNN": sdpa("cudnn"),
-        "SDPA efficient": sdpa("efficient"),
+        "SDPA flash": sdpa,
+        "SDPA cuDNN": sdpa,
+        "SDPA efficient": sdpa,
     }
     try:
         import sageattention  # the official package, when installed
@@ -143,10 +147,12 @@ def run_workload(sage, w):
     fl = floors_us(w)
     rows = {}
     for name, fn in implementations(sage).items():
+        ctx = sdpa_backend(name.split()[1].lower()) if name.startswith("SDPA") else contextlib.nullcontext()
         try:
-            out = fn(q, k, v, c)
-            acc = accuracy(out, ref)
-            ms, n = time_ms(fn, sets)
+            with ctx:
+                out = fn(q, k, v, c)
+                acc = accuracy(out, ref)
+                ms, n = time_ms(fn, sets)
         except Exception as e:  # a backend that does not support this shape
             rows[name] = {"error": str(e).splitlines()[0][:200]}
             continue

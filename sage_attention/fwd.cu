@@ -82,7 +82,8 @@ Quantized run_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   out.k_int8 = at::empty({s.batch, s.heads_kv, s.kv_len_padded, s.dim_padded}, opts.dtype(at::kChar));
   out.k_scale = at::empty({s.batch, s.heads_kv, s.n_k_scale_blocks}, f32);
   out.k_mean = at::empty({s.batch, s.heads_kv, s.dim_padded}, f32);
-  out.v_fp8 = at::empty({s.batch, s.heads_kv, s.dim_padded, s.kv_len_padded}, opts.dtype(at::kFloat8_e4m3fn));
+  out.v_fp8 = at::empty({s.batch, s.heads_kv, s.kv_len_padded / kKvTile, s.dim_padded, kKvTile},
+                        opts.dtype(at::kFloat8_e4m3fn));
   out.v_scale = at::empty({s.batch, s.heads_kv, s.n_kv_tiles}, f32);
   const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
   at::Tensor partial = at::empty({s.batch, s.heads_kv, n_chunks, s.dim_padded}, f32);
@@ -220,7 +221,8 @@ std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8,
   TORCH_CHECK(s.dim_padded == padded_head_dim(s.head_dim) && s.q_len_padded == round_up(s.q_len, kQPad) &&
                   s.kv_len_padded == round_up(kv_len, kKvTile) &&
                   s.n_k_scale_blocks == ceil_div(kv_len, kKScaleBlock) && s.n_kv_tiles == ceil_div(kv_len, kKvTile) &&
-                  s.heads_kv >= 1 && s.heads_q % s.heads_kv == 0,
+                  s.heads_kv >= 1 && s.heads_q % s.heads_kv == 0 && v_fp8.dim() == 5 &&
+                  v_fp8.size(2) == s.kv_len_padded / kKvTile && v_fp8.size(3) == s.dim_padded,
               "attention_quantized: tensor shapes do not match head_dim/kv_len");
   for (const at::Tensor* t : {&q_scale, &lse_shift, &k_scale, &v_scale, &k_int8, &v_fp8})
     TORCH_CHECK(t->is_contiguous() && t->device() == q_int8.device(), "attention_quantized: inputs must be contiguous on one device");

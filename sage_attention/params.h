@@ -22,7 +22,8 @@ struct PrepassParams {
   int64_t n_k_scale_blocks, n_kv_tiles, n_k_mean_chunks;
   float score_scale;    // fp32(softmax_scale * log2 e), folded into q_scale
   float softmax_scale;  // for the lse shift
-  // Outputs; layouts are documented in torch-ext/sage_attention/emulation_quantize.py (QuantizedQKV).
+  // Outputs; layouts are documented in torch-ext/sage_attention/emulation_quantize.py (QuantizedQKV)
+  // and tile_layout.h.
   int8_t* q_int8;
   float* q_scale;
   float* lse_shift;
@@ -30,7 +31,7 @@ struct PrepassParams {
   float* k_scale;
   float* k_mean;          // (B, Hkv, dim_padded)
   float* k_mean_partial;  // (B, Hkv, n_k_mean_chunks, dim_padded) scratch
-  uint8_t* v_fp8;         // e4m3 bits, (B, Hkv, dim_padded, kv_len_padded)
+  uint8_t* v_fp8;         // e4m3 bits, (B, Hkv, kv_len_padded / kKvTile, dim_padded, kKvTile)
   float* v_scale;
 };
 

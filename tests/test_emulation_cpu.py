@@ -76,26 +76,28 @@ def test_opcheck(sage, causal):
 
 
 def test_quantized_tensors_follow_the_recipe(sage):
-    """Shapes and value ranges of the pre-pass outputs (CPU emulation)."""
+    """Shapes, storage order and value ranges of the pre-pass outputs (CPU emulation)."""
+    emu = sage.emulation_quantize
     b, lq, lk, h, hkv, d = 1, 100, 300, 4, 2, 96
     q, k, v = gen_qkv(b, lq, lk, h, hkv, d, seed=7)
     qz = sage.quantize_qkv(q, k, v)
     assert qz.q_int8.shape == (b, h, 128, 128) and qz.q_int8.dtype == torch.int8
-    assert qz.k_int8.shape == (b, hkv, 384, 128) and qz.v_fp8.shape == (b, hkv, 128, 384)
+    assert qz.k_int8.shape == (b, hkv, 384, 128) and qz.v_fp8.shape == (b, hkv, 3, 128, 128)
     assert qz.k_scale.shape == (b, hkv, 5) and qz.v_scale.shape == (b, hkv, 3)
-    assert qz.q_int8.abs().max() == 127 and qz.k_int8.abs().max() == 127
-    assert qz.v_fp8.float().abs().max() == 448.0
-    # padding is zeros: channels past head_dim, rows past the lengths
-    assert torch.all(qz.q_int8[..., d:] == 0) and torch.all(qz.q_int8[:, :, lq:] == 0)
-    assert torch.all(qz.k_int8[:, :, lk:] == 0)
-    stored_key = sage.emulation_quantize.v_storage_index(qz.v_fp8.shape[-1])  # V keeps keys permuted per 32
-    assert sorted(stored_key.tolist()) == list(range(qz.v_fp8.shape[-1]))
-    assert torch.all(qz.v_fp8.float()[..., stored_key >= lk] == 0)
-    assert torch.all(qz.v_fp8.float()[..., stored_key < lk].abs().sum(dim=-1)[..., :d] > 0)
+    q8 = emu.rows_from_tile_order(qz.q_int8, 128)
+    k8 = emu.rows_from_tile_order(qz.k_int8, 128)
+    v8 = emu.v_from_storage(qz.v_fp8)  # (B, Hkv, D, Lk_pad), natural key order
+    assert q8.abs().max() == 127 and k8.abs().max() == 127 and v8.abs().max() == 448.0
+    # tile order is a pure reordering
+    assert torch.equal(emu.rows_to_tile_order(q8, 128), qz.q_int8)
+    # padding is zeros: channels past head_dim, rows and keys past the lengths
+    assert torch.all(q8[..., d:] == 0) and torch.all(q8[:, :, lq:] == 0)
+    assert torch.all(k8[:, :, lk:] == 0) and torch.all(v8[..., lk:] == 0) and torch.all(v8[:, :, d:] == 0)
+    assert torch.all(v8[:, :, :d, :lk].abs().sum(dim=-1) > 0)
     # K smoothing: the mean is the fp32 mean of K
     torch.testing.assert_close(qz.k_mean[..., :d], k.float().mean(dim=1), rtol=1e-5, atol=1e-5)
     # dequantized Q reproduces q (scale carries softmax_scale * log2 e)
-    deq = qz.q_int8[:, :, :lq, :d].float() * (qz.q_scale / (d**-0.5 * 1.4426950408889634)).unsqueeze(-1)
+    deq = q8[:, :, :lq, :d].float() * (qz.q_scale / (d**-0.5 * 1.4426950408889634)).unsqueeze(-1)
     assert (deq - q.float().transpose(1, 2)).abs().max() <= q.float().abs().max() / 127 * 0.51
 
 

@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "../quant_config.h"
+#include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "attention_kernels.h"
 
@@ -67,9 +68,10 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
   constexpr int kWords = DP / 4;
   int q_words[kWords];
   {
-    const int* src = reinterpret_cast<const int*>(p.q_int8 + (bh * p.q_len_padded + row) * DP);
+    const int8_t* tile = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
+    const int r_in_tile = int(row % kQPad);
 #pragma unroll
-    for (int w = 0; w < kWords; ++w) q_words[w] = src[w];
+    for (int w = 0; w < kWords; ++w) q_words[w] = *reinterpret_cast<const int*>(tile + tile_offset(r_in_tile, 4 * w, DP));
   }
   const float q_scale = valid_row ? p.q_scale[bh * p.q_len + row] : 0.f;
 
@@ -83,15 +85,15 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
     const int64_t key0 = t * kKvTile;
     __syncthreads();  // previous tile's K, V and P are no longer read
     {
-      const int* k_src = reinterpret_cast<const int*>(p.k_int8 + (bhk * p.kv_len_padded + key0) * DP);
+      const int8_t* k_src = p.k_int8 + (bhk * p.kv_len_padded + key0) * DP;  // one tile, in tile order
       for (int e = tid; e < kKvTile * kWords; e += kThreads) {
         const int j = e / kWords, w = e % kWords;
-        k_s[j * S::kKWords + w] = k_src[e];
+        k_s[j * S::kKWords + w] = *reinterpret_cast<const int*>(k_src + tile_offset(j, 4 * w, DP));
       }
-      const uint8_t* v_src = p.v_fp8 + bhk * DP * p.kv_len_padded + key0;
+      const uint8_t* v_src = p.v_fp8 + (bhk * p.n_kv_tiles + t) * DP * kKvTile;
       for (int e = tid; e < DP * (kKvTile / 4); e += kThreads) {
         const int c = e / (kKvTile / 4), j4 = (e % (kKvTile / 4)) * 4;
-        const uint32_t four = *reinterpret_cast<const uint32_t*>(v_src + int64_t(c) * p.kv_len_padded + j4);
+        const uint32_t four = *reinterpret_cast<const uint32_t*>(v_src + tile_offset(c, j4, kKvTile));
 #pragma unroll
         for (int i = 0; i < 4; ++i) {  // storage position j4+i holds key v_key_at(...)
           const int pos = j4 + i;

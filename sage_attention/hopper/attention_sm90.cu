@@ -1,13 +1,16 @@
 // Hopper (sm_90a) SageAttention kernel: INT8 Q·Kᵀ and FP8 P·V on the tensor cores (wgmma).
 //
-// CTA = 2 warpgroups x 64 query rows of one head. Per 128-key tile:
+// CTA = 2 consumer warpgroups x 64 query rows of one head. Per 128-key tile:
 //   S  = wgmma s8 (Q from smem, K from smem)            -> int32 fragment
-//   s  = float(S) * q_scale_row * k_scale_block           (base-2 logits)
-//   online softmax; P = fp8(exp2(s - m) * 448) stays in registers
+//   online softmax (online_softmax.cuh); P = fp8(448 * exp2(s - m)) stays in registers
 //   O_tile = wgmma e4m3 (P from registers, Vᵀ from smem)  -> fp32, then
 //   acc = acc * alpha + O_tile * v_scale_tile             (fp32 two-level accumulation)
-// K and Vᵀ tiles are double-buffered with cp.async so the next tile's copy overlaps
-// this tile's math; the two warpgroups interleave on the SM.
+// K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
+// bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
+// order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
+// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. No
+// CTA-wide barrier in the loop: the two warpgroups drift apart, so one's softmax
+// runs while the other's wgmma does.
 // Numerics follow torch-ext/sage_attention/emulation_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -17,8 +20,8 @@
 #include "../attention/attention_kernels.h"
 #include "../quant_config.h"
 #include "../type_utils.cuh"
+#include "async_copy.cuh"
 #include "online_softmax.cuh"
-#include "tile_loader.cuh"
 #include "wgmma.cuh"
 
 namespace sage {
@@ -28,7 +31,8 @@ namespace {
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kRows = 64 * kWarpgroups;
-static_assert(kRows <= kQPad && kQPad % kRows == 0, "int8 Q padding must cover a CTA tile");
+constexpr int kStages = 2;
+static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
 template <int D>
@@ -36,7 +40,8 @@ struct Smem {
   static constexpr int kQ = kRows * D;
   static constexpr int kK = kKvTile * D;
   static constexpr int kV = D * kKvTile;
-  static constexpr int kBytes = kQ + 2 * (kK + kV);
+  static constexpr int kBarriers = kQ + kStages * (kK + kV);  // offset of the mbarriers
+  static constexpr int kBytes = kBarriers + (1 + 2 * kStages) * 8;
 };
 
 template <int D>
@@ -64,10 +69,13 @@ __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) 
 template <int D, typename OutT>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
   using S = Smem<D>;
-  extern __shared__ __align__(128) uint8_t smem[];
+  extern __shared__ __align__(1024) uint8_t smem[];
   uint8_t* q_s = smem;
   uint8_t* k_s = smem + S::kQ;
-  uint8_t* v_s = k_s + 2 * S::kK;
+  uint8_t* v_s = k_s + kStages * S::kK;
+  uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + S::kBarriers);
+  uint64_t* full = q_full + 1;
+  uint64_t* empty = full + kStages;
 
   const int tid = threadIdx.x;
   const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
@@ -87,16 +95,28 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   }
   const int64_t n_tiles = n_keys > 0 ? ceil_div(n_keys, kKvTile) : 0;
 
-  load_tile<kRows, D, kThreads>(q_s, reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * D, D, tid);
-  cp_async_commit();
-  const uint8_t* k_head = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * D;
-  const uint8_t* v_head = p.v_fp8 + bhk * D * p.kv_len_padded;
-  auto load_kv = [&](int64_t t, int stage) {
-    load_tile<kKvTile, D, kThreads>(k_s + stage * S::kK, k_head + t * kKvTile * D, D, tid);
-    load_tile<D, kKvTile, kThreads>(v_s + stage * S::kV, v_head + t * kKvTile, p.kv_len_padded, tid);
-    cp_async_commit();
+  const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * D;
+  const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * D;
+  const uint8_t* v_src = p.v_fp8 + bhk * p.n_kv_tiles * S::kV;
+  auto issue_tile = [&](int64_t t, int stage) {
+    mbarrier_arrive_expect_tx(&full[stage], S::kK + S::kV);
+    bulk_copy_g2s(k_s + stage * S::kK, k_src + t * S::kK, S::kK, &full[stage]);
+    bulk_copy_g2s(v_s + stage * S::kV, v_src + t * S::kV, S::kV, &full[stage]);
   };
-  if (n_tiles > 0) load_kv(0, 0);
+  if (tid == 0) {
+    mbarrier_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], kThreads / 32);
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0) {
+    mbarrier_arrive_expect_tx(q_full, S::kQ);
+    bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
+    for (int s = 0; s < kStages && s < n_tiles; ++s) issue_tile(s, s);
+  }
 
   const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
   const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
@@ -110,17 +130,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   float o[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  const int64_t last_key = p.kv_len - 1;
+  TileMask mask;
+  mask.last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
+  mask.last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
 
+  mbarrier_wait(q_full, 0);
   for (int64_t t = 0; t < n_tiles; ++t) {
-    const int stage = int(t & 1);
-    if (t + 1 < n_tiles) {
-      load_kv(t + 1, stage ^ 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async_smem();
-    __syncthreads();
+    const int stage = int(t % kStages);
+    const uint32_t parity = uint32_t(t / kStages) & 1u;
+    mbarrier_wait(&full[stage], parity);
 
     // S = Q·Kᵀ (int32), 64 rows of this warpgroup x 128 keys.
     fence_regs(s_int);
@@ -134,39 +153,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     wgmma_wait<0>();
     fence_regs(s_int);
 
-    // Base-2 logits; mask only tiles that reach past kv_len or cross the causal diagonal.
-    const int64_t key0 = t * kKvTile;
     const int64_t kb = 2 * t;
     const float ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
     const float ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
-    const float fa0 = qs_a * ks0, fa1 = qs_a * ks1, fb0 = qs_b * ks0, fb1 = qs_b * ks1;
-    float s[64];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const float fa = i < 8 ? fa0 : fa1, fb = i < 8 ? fb0 : fb1;
-      s[4 * i] = float(s_int[4 * i]) * fa;
-      s[4 * i + 1] = float(s_int[4 * i + 1]) * fa;
-      s[4 * i + 2] = float(s_int[4 * i + 2]) * fb;
-      s[4 * i + 3] = float(s_int[4 * i + 3]) * fb;
-    }
-    const bool needs_mask = key0 + kKvTile > p.kv_len || (p.is_causal && key0 + kKvTile - 1 > row0 + causal_offset);
-    if (needs_mask) {
-      const int64_t lim_a = p.is_causal ? min(row_a + causal_offset, p.kv_len - 1) : p.kv_len - 1;
-      const int64_t lim_b = p.is_causal ? min(row_b + causal_offset, p.kv_len - 1) : p.kv_len - 1;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t key = key0 + 8 * i + 2 * t4 + e;
-          if (key > lim_a) s[4 * i + e] = -INFINITY;
-          if (key > lim_b) s[4 * i + 2 + e] = -INFINITY;
-        }
-      }
-    }
-
+    const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
+    mask.key0 = t * kKvTile;
     float alpha_a, alpha_b;
     uint32_t p_frag[4][4];
-    softmax_tile(s, state_a, state_b, alpha_a, alpha_b, p_frag);
+    // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
+    if (mask.key0 + kKvTile - 1 > last_key || (p.is_causal && mask.key0 + kKvTile - 1 > row0 + causal_offset)) {
+      softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+    } else {
+      softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+    }
 
     // O_tile = P·V (fp32), then fold into the running accumulator with the tile's V scale.
     fence_regs(o);
@@ -176,6 +175,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(o);
+    if (lane == 0) mbarrier_arrive(&empty[stage]);  // this warp no longer reads the stage
     const float vs = p.v_scale[bhk * p.n_kv_tiles + t];
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
@@ -184,7 +184,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * vs;
       acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * vs;
     }
-    __syncthreads();  // this stage is refilled by the next iteration's prefetch
+    if (tid == 0 && t + kStages < n_tiles) {  // refill the stage once both warpgroups are done with it
+      mbarrier_wait(&empty[stage], parity);
+      issue_tile(t + kStages, stage);
+    }
   }
 
   // Epilogue: normalise, write O (only real rows and channels) and lse.
@@ -194,20 +197,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const RowState& st = half ? state_b : state_a;
     if (row >= p.q_len) continue;
     const bool has_keys = st.l > 0.f;
-    const float denom = st.l * kPFp8Scale;
     OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       const int c = 8 * j + 2 * t4;
       if (c < p.head_dim) {
-        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half], denom) : 0.f;
-        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1], denom) : 0.f;
+        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half], st.l) : 0.f;
+        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1], st.l) : 0.f;
         store_pair(out + c, x, y, c + 1 < p.head_dim);
       }
     }
     if (t4 == 0) {
       p.lse[bh * p.q_len + row] =
-          has_keys ? (st.m + log2f(st.l)) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+          has_keys ? (st.m + log2f(st.l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
     }
   }
 }

@@ -4,7 +4,11 @@
 // holds, for key chunk i (8 keys), s[4i+0..1] = row g, keys 8i+2t, 8i+2t+1 and
 // s[4i+2..3] = row g+8, same keys. A row's 128 values live in the 4 threads of a quad.
 //
-// Arithmetic follows torch-ext/sage_attention/emulation_attention.py step by step.
+// Same arithmetic as torch-ext/sage_attention/emulation_attention.py up to the last
+// bit of fp32 rounding: per score element the fast path spends an IADD + FADD (exact
+// int -> float, instead of the quarter-rate I2F), one FFMA (scale and subtract the
+// max), one EX2, one FADD (row sum) and half a conversion to FP8. The factor 448 of
+// P's FP8 scaling is folded into the exponent, so the row sum is kept times 448.
 #pragma once
 #include <cuda_fp8.h>
 
@@ -15,9 +19,11 @@
 namespace sage {
 namespace sm90 {
 
+constexpr float kLog2PScale = 8.807354922057604f;  // log2(448)
+
 struct RowState {
   float m = -INFINITY;  // running max of base-2 logits
-  float l = 0.f;        // running sum of exp2(s - m)
+  float l = 0.f;        // running sum of 448 * exp2(s - m)
 };
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -29,6 +35,9 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// Exact for |x| < 2^22 (an int8 dot product over <= 256 channels is below 2^22).
+__device__ __forceinline__ float exact_int_to_float(int x) { return __int_as_float(x + 0x4B400000) - 12582912.0f; }
+
 // Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
   const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
@@ -36,16 +45,52 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
   return lo | (hi << 16);
 }
 
-// Updates the row state with one tile of logits `s` (already scaled, masked keys at -inf),
-// returns the rescale factors of the two rows, and writes P (scaled by 448, FP8) as the
-// A operand of the P·V wgmma: p_frag[c] covers keys 32c..32c+31 (V stores them in this order).
-__device__ __forceinline__ void softmax_tile(float (&s)[64], RowState& row_a, RowState& row_b, float& alpha_a,
+// Which keys each row may see, for tiles that need masking.
+struct TileMask {
+  int64_t key0;         // first key of the tile
+  int64_t last_key_a;   // last visible key of row g (kv_len-1, or the causal limit)
+  int64_t last_key_b;   // last visible key of row g+8
+};
+
+// One tile: updates the row states, returns the rescale factors of the two rows and
+// P (times 448, FP8) as the A operand of the P·V wgmma: p_frag[c] covers keys 32c..32c+31,
+// in the order V is stored (quant_config.h v_key_at). f[r][h] = q_scale(row r) * k_scale
+// of key half h (keys 0-63, 64-127).
+template <bool kMasked>
+__device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float (&f)[2][2], const TileMask& mask,
+                                             int t4, RowState& row_a, RowState& row_b, float& alpha_a,
                                              float& alpha_b, uint32_t (&p_frag)[4][4]) {
-  float max_a = -INFINITY, max_b = -INFINITY;
+  float x[64];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    max_a = fmaxf(max_a, fmaxf(s[4 * i], s[4 * i + 1]));
-    max_b = fmaxf(max_b, fmaxf(s[4 * i + 2], s[4 * i + 3]));
+  for (int i = 0; i < 64; ++i) x[i] = exact_int_to_float(s_int[i]);
+  float max_a, max_b;
+  if constexpr (kMasked) {
+    // Scale first (a row whose q is all zeros has factor 0; -inf * 0 would be NaN), then mask.
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int64_t key = mask.key0 + 8 * i + 2 * t4 + e;
+        x[4 * i + e] = key > mask.last_key_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
+        x[4 * i + 2 + e] = key > mask.last_key_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
+      }
+    }
+    max_a = max_b = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      max_a = fmaxf(max_a, fmaxf(x[4 * i], x[4 * i + 1]));
+      max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
+    }
+  } else {
+    // Factors are >= 0, so the max of the scaled logits is the scaled max per key half.
+    float mx[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}};
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      mx[0][i / 8] = fmaxf(mx[0][i / 8], fmaxf(x[4 * i], x[4 * i + 1]));
+      mx[1][i / 8] = fmaxf(mx[1][i / 8], fmaxf(x[4 * i + 2], x[4 * i + 3]));
+    }
+    max_a = fmaxf(mx[0][0] * f[0][0], mx[0][1] * f[0][1]);
+    max_b = fmaxf(mx[1][0] * f[1][0], mx[1][1] * f[1][1]);
   }
   max_a = quad_max(max_a);
   max_b = quad_max(max_b);
@@ -54,28 +99,34 @@ __device__ __forceinline__ void softmax_tile(float (&s)[64], RowState& row_a, Ro
   const float base_b = m_new_b > -INFINITY ? m_new_b : 0.f;
   alpha_a = m_new_a > -INFINITY ? exp2f(row_a.m - base_a) : 1.f;
   alpha_b = m_new_b > -INFINITY ? exp2f(row_b.m - base_b) : 1.f;
+  const float bias_a = base_a - kLog2PScale, bias_b = base_b - kLog2PScale;  // p' = 448 * exp2(s - base)
   float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
-    s[4 * i] = exp2f(s[4 * i] - base_a);
-    s[4 * i + 1] = exp2f(s[4 * i + 1] - base_a);
-    s[4 * i + 2] = exp2f(s[4 * i + 2] - base_b);
-    s[4 * i + 3] = exp2f(s[4 * i + 3] - base_b);
-    sum_a += s[4 * i] + s[4 * i + 1];
-    sum_b += s[4 * i + 2] + s[4 * i + 3];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      if constexpr (kMasked) {
+        x[4 * i + e] = exp2f(x[4 * i + e] - bias_a);
+        x[4 * i + 2 + e] = exp2f(x[4 * i + 2 + e] - bias_b);
+      } else {
+        x[4 * i + e] = exp2f(fmaf(x[4 * i + e], f[0][i / 8], -bias_a));
+        x[4 * i + 2 + e] = exp2f(fmaf(x[4 * i + 2 + e], f[1][i / 8], -bias_b));
+      }
+    }
+    sum_a += x[4 * i] + x[4 * i + 1];
+    sum_b += x[4 * i + 2] + x[4 * i + 3];
   }
   row_a.l = row_a.l * alpha_a + quad_sum(sum_a);
   row_b.l = row_b.l * alpha_b + quad_sum(sum_b);
   row_a.m = m_new_a;
   row_b.m = m_new_b;
-  constexpr float k = kPFp8Scale;
 #pragma unroll
   for (int c = 0; c < 4; ++c) {
-    const float* x = s + 16 * c;  // chunks 4c .. 4c+3
-    p_frag[c][0] = pack_e4m3x4(x[0] * k, x[1] * k, x[4] * k, x[5] * k);      // row g,   keys of chunks 4c, 4c+1
-    p_frag[c][1] = pack_e4m3x4(x[2] * k, x[3] * k, x[6] * k, x[7] * k);      // row g+8
-    p_frag[c][2] = pack_e4m3x4(x[8] * k, x[9] * k, x[12] * k, x[13] * k);    // row g,   chunks 4c+2, 4c+3
-    p_frag[c][3] = pack_e4m3x4(x[10] * k, x[11] * k, x[14] * k, x[15] * k);  // row g+8
+    const float* y = x + 16 * c;                                  // chunks 4c .. 4c+3
+    p_frag[c][0] = pack_e4m3x4(y[0], y[1], y[4], y[5]);           // row g,   keys of chunks 4c, 4c+1
+    p_frag[c][1] = pack_e4m3x4(y[2], y[3], y[6], y[7]);           // row g+8
+    p_frag[c][2] = pack_e4m3x4(y[8], y[9], y[12], y[13]);         // row g,   chunks 4c+2, 4c+3
+    p_frag[c][3] = pack_e4m3x4(y[10], y[11], y[14], y[15]);       // row g+8
   }
 }
 

@@ -6,12 +6,14 @@
 //   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, written transposed
 //                                    (keys of each group of 32 in v_position_of order)
 // Inputs are read in place through strides; padding rows/channels are written as zeros.
+// Outputs are stored tile by tile in the tensor-core order of tile_layout.h.
 // Arithmetic (IEEE division, round-half-even, e4m3 nearest-even) matches
 // torch-ext/sage_attention/emulation_quantize.py bit for bit.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "../quant_config.h"
+#include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "prepass.h"
 
@@ -52,9 +54,10 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
     amax = warp_max(amax);
     dot = warp_sum(dot);
     const float scale = __fdiv_rn(amax, kInt8Max);
-    int8_t* dst = p.q_int8 + (bh * p.q_len_padded + row) * DP;
+    int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
+    const int r = int(row % kQPad);
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) dst[lane + 32 * i] = quantize_int8(x[i], scale);
+    for (int i = 0; i < kPerLane; ++i) dst[tile_offset(r, lane + 32 * i, DP)] = quantize_int8(x[i], scale);
     if (lane == 0 && valid) {
       p.q_scale[bh * p.q_len + row] = __fmul_rn(scale, p.score_scale);
       p.lse_shift[bh * p.q_len + row] = dot * p.softmax_scale;
@@ -84,8 +87,11 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
   }
   amax = block_max<kThreads>(amax, tile + kKScaleBlock * DP);
   const float scale = __fdiv_rn(amax, kInt8Max);
-  int8_t* dst = p.k_int8 + (bh * p.kv_len_padded + key0) * DP;
-  for (int e = threadIdx.x; e < kKScaleBlock * DP; e += kThreads) dst[e] = quantize_int8(tile[e], scale);
+  int8_t* dst = p.k_int8 + (bh * p.kv_len_padded + (key0 / kKvTile) * kKvTile) * DP;
+  const int r0 = int(key0 % kKvTile);
+  for (int e = threadIdx.x; e < kKScaleBlock * DP; e += kThreads) {
+    dst[tile_offset(r0 + e / DP, e % DP, DP)] = quantize_int8(tile[e], scale);
+  }
   if (threadIdx.x == 0 && kb < p.n_k_scale_blocks) p.k_scale[bh * p.n_k_scale_blocks + kb] = scale;
 }
 
@@ -112,11 +118,11 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
   }
   amax = block_max<kThreads>(amax, scratch);
   const float scale = __fdiv_rn(amax, kFp8E4M3Max);
-  uint8_t* dst = p.v_fp8 + bh * DP * p.kv_len_padded + key0;
+  uint8_t* dst = p.v_fp8 + (bh * tiles_per_head + vt) * DP * kKvTile;  // this tile's Vᵀ block
   for (int e = threadIdx.x; e < kKvTile * DP; e += kThreads) {
     const int c = e / kKvTile, r = e % kKvTile;  // consecutive threads: consecutive keys of one channel
     const float val = to_float(tile[r * kStride + c]);
-    dst[int64_t(c) * p.kv_len_padded + (r & ~31) + v_position_of(r & 31)] = scale > 0.f ? float_to_e4m3(__fdiv_rn(val, scale)) : uint8_t(0);
+    dst[tile_offset(c, (r & ~31) + v_position_of(r & 31), kKvTile)] = scale > 0.f ? float_to_e4m3(__fdiv_rn(val, scale)) : uint8_t(0);
   }
   if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = scale;
 }

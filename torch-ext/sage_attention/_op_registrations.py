@@ -62,7 +62,7 @@ def _quantize_qkv_fake(q, k, v, softmax_scale):
         q.new_empty(b, hkv, round_up(lk, KV_TILE), dp, dtype=torch.int8),
         q.new_empty(b, hkv, -(-lk // K_SCALE_BLOCK), **f32),
         q.new_empty(b, hkv, dp, **f32),
-        q.new_empty(b, hkv, dp, round_up(lk, KV_TILE), dtype=torch.float8_e4m3fn),
+        q.new_empty(b, hkv, -(-lk // KV_TILE), dp, KV_TILE, dtype=torch.float8_e4m3fn),
         q.new_empty(b, hkv, -(-lk // KV_TILE), **f32),
     ]
 

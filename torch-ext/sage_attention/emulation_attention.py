@@ -25,15 +25,15 @@ import math
 
 import torch
 
-from .emulation_quantize import QuantizedQKV, v_storage_index
-from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE
+from .emulation_quantize import QuantizedQKV, rows_from_tile_order, v_from_storage
+from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE, Q_PAD
 
 
 def attention_emulated(
     qkv: QuantizedQKV, q_len: int, kv_len: int, head_dim: int, is_causal: bool, out_dtype: torch.dtype
 ):
     """Returns out (B, Lq, H, head_dim) in out_dtype and lse (B, H, Lq) fp32."""
-    q8, qs = qkv.q_int8[:, :, :q_len].float(), qkv.q_scale
+    q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
     b, h, _, dp = q8.shape
     hkv = qkv.k_int8.shape[1]
     group = h // hkv
@@ -42,11 +42,8 @@ def attention_emulated(
     def per_q_head(t):  # (B, Hkv, ...) -> (B, H, ...) for GQA
         return t.repeat_interleave(group, dim=1) if group > 1 else t
 
-    k8 = per_q_head(qkv.k_int8.float())  # (B, H, Lk_pad, D)
-    v_stored = qkv.v_fp8.float()  # (B, Hkv, D, Lk_pad), keys in storage order
-    v8 = torch.empty_like(v_stored)
-    v8[..., v_storage_index(v_stored.shape[-1])] = v_stored  # back to key order
-    v8 = per_q_head(v8)
+    k8 = per_q_head(rows_from_tile_order(qkv.k_int8, KV_TILE).float())  # (B, H, Lk_pad, D)
+    v8 = per_q_head(v_from_storage(qkv.v_fp8))  # (B, H, D, Lk_pad)
     k_scale = per_q_head(qkv.k_scale)  # (B, H, nKb)
     v_scale = per_q_head(qkv.v_scale)  # (B, H, nT)
 

@@ -19,6 +19,8 @@ from .quant_config import (
     LOG2E,
     Q_PAD,
     V_KEY_ORDER,
+    from_tile_order,
+    to_tile_order,
     padded_head_dim,
     round_up,
 )
@@ -27,14 +29,18 @@ from .quant_config import (
 class QuantizedQKV(NamedTuple):
     """What the attention kernel consumes. Shapes (D = padded head_dim):
 
-    q_int8    (B, H, round_up(Lq, Q_PAD), D)        int8
-    q_scale   (B, H, Lq)                              fp32, includes softmax_scale*log2(e)
-    lse_shift (B, H, Lq)                              fp32, softmax_scale * q·k_mean (natural log units)
-    k_int8    (B, Hkv, round_up(Lk, KV_TILE), D)      int8, smoothed (mean subtracted)
-    k_scale   (B, Hkv, ceil(Lk / K_SCALE_BLOCK))      fp32
-    k_mean    (B, Hkv, D)                             fp32
-    v_fp8     (B, Hkv, D, round_up(Lk, KV_TILE))      float8_e4m3fn, transposed, keys in V_KEY_ORDER per 32
-    v_scale   (B, Hkv, ceil(Lk / KV_TILE))            fp32
+    q_int8    (B, H, round_up(Lq, Q_PAD), D)               int8, tiles of Q_PAD rows in tile order
+    q_scale   (B, H, Lq)                                     fp32, includes softmax_scale*log2(e)
+    lse_shift (B, H, Lq)                                     fp32, softmax_scale * q·k_mean (natural log units)
+    k_int8    (B, Hkv, round_up(Lk, KV_TILE), D)             int8, smoothed (mean subtracted), tiles of KV_TILE keys in tile order
+    k_scale   (B, Hkv, ceil(Lk / K_SCALE_BLOCK))             fp32
+    k_mean    (B, Hkv, D)                                    fp32
+    v_fp8     (B, Hkv, ceil(Lk / KV_TILE), D, KV_TILE)       float8_e4m3fn: per tile Vᵀ (channels x keys), keys in
+                                                             V_KEY_ORDER per 32, in tile order
+    v_scale   (B, Hkv, ceil(Lk / KV_TILE))                   fp32
+
+    "Tile order" is quant_config.to_tile_order: the layout the Hopper kernel copies
+    straight into shared memory.
     """
 
     q_int8: torch.Tensor
@@ -104,8 +110,8 @@ def quantize_q_emulated(q: torch.Tensor, k_mean: torch.Tensor, softmax_scale: fl
     km = k_mean.repeat_interleave(h // hkv, dim=1)  # (B, H, d)
     dot = (qf * km.unsqueeze(1)).sum(dim=-1)  # (B, Lq, H)
     lse_shift = (dot * torch.tensor(softmax_scale, dtype=torch.float32)).permute(0, 2, 1).contiguous()
-    q_int = _pad_channels(_pad_tokens(q_int, round_up(lq, Q_PAD)), dp)
-    return q_int.permute(0, 2, 1, 3).contiguous(), q_scale, lse_shift
+    q_int = _pad_channels(_pad_tokens(q_int, round_up(lq, Q_PAD)), dp).permute(0, 2, 1, 3)
+    return rows_to_tile_order(q_int, Q_PAD), q_scale, lse_shift
 
 
 def quantize_k_emulated(k: torch.Tensor, k_mean: torch.Tensor):
@@ -123,7 +129,28 @@ def quantize_k_emulated(k: torch.Tensor, k_mean: torch.Tensor):
     k_int = k_int.view(b, n_blocks * K_SCALE_BLOCK, hkv, d)[:, :lk]
     k_int = _pad_channels(_pad_tokens(k_int, round_up(lk, KV_TILE)), dp)
     k_scale = scale.view(b, n_blocks, hkv).permute(0, 2, 1).contiguous()
-    return k_int.permute(0, 2, 1, 3).contiguous(), k_scale
+    return rows_to_tile_order(k_int.permute(0, 2, 1, 3), KV_TILE), k_scale
+
+
+def rows_to_tile_order(x: torch.Tensor, tile_rows: int) -> torch.Tensor:
+    """(..., L, D) with L % tile_rows == 0 -> same shape, each tile of rows in tile order."""
+    *lead, length, d = x.shape
+    return to_tile_order(x.reshape(*lead, length // tile_rows, tile_rows, d)).reshape(*lead, length, d)
+
+
+def rows_from_tile_order(x: torch.Tensor, tile_rows: int) -> torch.Tensor:
+    *lead, length, d = x.shape
+    return from_tile_order(x.reshape(*lead, length // tile_rows, tile_rows, d)).reshape(*lead, length, d)
+
+
+def v_from_storage(v_fp8: torch.Tensor) -> torch.Tensor:
+    """Stored V (B, Hkv, n_tiles, D, KV_TILE) -> (B, Hkv, D, Lk_pad) fp32 with keys in natural order."""
+    b, hkv, n_tiles, dp, _ = v_fp8.shape
+    v = from_tile_order(v_fp8.view(torch.uint8)).view(torch.float8_e4m3fn).float()
+    v = v.transpose(2, 3).reshape(b, hkv, dp, n_tiles * KV_TILE)
+    out = torch.empty_like(v)
+    out[..., v_storage_index(v.shape[-1])] = v
+    return out
 
 
 def v_storage_index(padded_len: int) -> torch.Tensor:
@@ -134,7 +161,7 @@ def v_storage_index(padded_len: int) -> torch.Tensor:
 
 def quantize_v_emulated(v: torch.Tensor):
     """FP8 e4m3 V with one scale per KV_TILE keys, stored transposed (keys in V_KEY_ORDER per 32).
-    Returns v_fp8 (B, Hkv, D, Lk_pad), v_scale (B, Hkv, n_tiles)."""
+    Returns v_fp8 (B, Hkv, n_tiles, D, KV_TILE) in tile order, v_scale (B, Hkv, n_tiles)."""
     b, lk, hkv, d = v.shape
     dp = padded_head_dim(d)
     n_tiles = -(-lk // KV_TILE)
@@ -144,7 +171,9 @@ def quantize_v_emulated(v: torch.Tensor):
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     v8 = torch.where(scale > 0, vf / safe, torch.zeros_like(vf)).to(torch.float8_e4m3fn)
     v8 = _pad_channels(v8.view(torch.uint8).view(b, n_tiles * KV_TILE, hkv, d), dp)
-    v8 = v8.permute(0, 2, 3, 1)[..., v_storage_index(v8.shape[1])].contiguous().view(torch.float8_e4m3fn)
+    v8 = v8.permute(0, 2, 3, 1)[..., v_storage_index(v8.shape[1])]  # (B, Hkv, D, Lk_pad), keys permuted per 32
+    v8 = v8.reshape(b, hkv, dp, n_tiles, KV_TILE).transpose(2, 3)  # (B, Hkv, n_tiles, D, KV_TILE)
+    v8 = to_tile_order(v8).view(torch.float8_e4m3fn)
     v_scale = scale.view(b, n_tiles, hkv).permute(0, 2, 1).contiguous()
     return v8, v_scale
 

@@ -14,6 +14,8 @@ emulation and every CUDA kernel must use the same ones, and they mirror
   with the keys of every group of 32 stored in the order V_KEY_ORDER (below).
 - P: the unnormalised probabilities exp2(s - running_max) ∈ [0, 1] are scaled
   by P_FP8_SCALE (= e4m3's largest finite value) and rounded to FP8 e4m3.
+- Storage: int8 Q, int8 K and FP8 Vᵀ are kept tile by tile in the order the Hopper
+  tensor cores read them (`to_tile_order`; sage_attention/tile_layout.h).
 - The online softmax walks keys in tiles of KV_TILE, so the running max used to
   round P is the max over whole tiles seen so far.
 - The K mean is summed in fp32 in a fixed order: sequentially over chunks of
@@ -59,3 +61,19 @@ def round_up(x: int, m: int) -> int:
 
 def default_softmax_scale(head_dim: int) -> float:
     return 1.0 / math.sqrt(head_dim)
+
+
+def to_tile_order(x):
+    """Reorder the last two dims (rows, row_bytes) of every tile into wgmma's canonical
+    no-swizzle K-major order: 8-row x 16-byte core matrices, those of one 8-row group
+    side by side. Same shape; rows % 8 == 0 and row_bytes % 16 == 0."""
+    *lead, rows, cols = x.shape
+    y = x.reshape(*lead, rows // 8, 8, cols // 16, 16).transpose(-3, -2)
+    return y.contiguous().reshape(*lead, rows, cols)
+
+
+def from_tile_order(x):
+    """Inverse of to_tile_order."""
+    *lead, rows, cols = x.shape
+    y = x.reshape(*lead, rows // 8, cols // 16, 8, 16).transpose(-3, -2)
+    return y.contiguous().reshape(*lead, rows, cols)
