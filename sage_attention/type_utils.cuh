@@ -26,14 +26,6 @@ __device__ __forceinline__ __half e4m3_to_half(uint8_t bits) {
   return __half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(bits), __NV_E4M3));
 }
 
-// Round half to even into [-127, 127]: matches torch.round followed by clamp.
-__device__ __forceinline__ int8_t quantize_int8(float x, float scale) {
-  if (!(scale > 0.f)) return 0;
-  float r = rintf(__fdiv_rn(x, scale));
-  r = fminf(fmaxf(r, -127.f), 127.f);
-  return static_cast<int8_t>(static_cast<int>(r));
-}
-
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
@@ -58,6 +50,41 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
 #pragma unroll
   for (int w = 1; w < kWarps; ++w) r = fmaxf(r, scratch[w]);
   return r;
+}
+
+}  // namespace sage
+
+namespace sage {
+
+// Eight consecutive channels c0..c0+7 of one row as floats; channels >= head_dim read as 0.
+// 16-byte load when the row allows it (aligned and fully inside head_dim).
+template <typename T>
+__device__ __forceinline__ void load8(const T* row, int c0, int head_dim, float (&x)[8]) {
+  if (c0 + 8 <= head_dim && (reinterpret_cast<uintptr_t>(row + c0) & 15) == 0) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(row + c0);
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[j] = to_float(v[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[j] = c0 + j < head_dim ? to_float(row[c0 + j]) : 0.f;
+  }
+}
+
+// qmax / amax as the pre-pass and its emulation compute it: one IEEE division, 0 when the scale is 0.
+__device__ __forceinline__ float inverse_scale(float amax, float qmax) {
+  return __fdiv_rn(amax, qmax) > 0.f ? __fdiv_rn(qmax, amax) : 0.f;
+}
+
+// Round half to even into [-127, 127] (torch.round then clamp), four values per word.
+__device__ __forceinline__ uint32_t quantize_int8x4(const float* x, float inv) {
+  uint32_t word = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float r = fminf(fmaxf(rintf(__fmul_rn(x[j], inv)), -127.f), 127.f);
+    word |= (uint32_t(int(r)) & 0xFFu) << (8 * j);
+  }
+  return word;
 }
 
 }  // namespace sage

@@ -8,9 +8,11 @@
 // K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
 // bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
 // order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
-// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. No
-// CTA-wide barrier in the loop: the two warpgroups drift apart, so one's softmax
-// runs while the other's wgmma does.
+// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. The
+// issuing thread refills a stage as soon as it is free without waiting for it (it
+// blocks only when its own warpgroup is about to need a tile not yet issued), and no
+// CTA-wide barrier sits in the loop: the two warpgroups drift apart by up to
+// kStages - 1 tiles, so one's softmax runs while the other's wgmma does.
 // Numerics follow torch-ext/sage_attention/emulation_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -31,7 +33,7 @@ namespace {
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kRows = 64 * kWarpgroups;
-constexpr int kStages = 2;
+constexpr int kStages = 3;
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
@@ -115,8 +117,25 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   if (tid == 0) {
     mbarrier_arrive_expect_tx(q_full, S::kQ);
     bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
-    for (int s = 0; s < kStages && s < n_tiles; ++s) issue_tile(s, s);
   }
+  int64_t issued = 0;  // tiles whose copy has been issued (meaningful in thread 0 only)
+  // Thread 0: issue every tile whose stage is free, up to `need` (blocking for tiles < need).
+  auto issue_ready = [&](int64_t need) {
+    while (issued < n_tiles && issued < need + kStages) {
+      const int stage = int(issued % kStages);
+      if (issued >= kStages) {
+        const uint32_t freed = uint32_t(issued / kStages - 1) & 1u;  // parity of the consumption that frees it
+        if (issued < need) {
+          mbarrier_wait(&empty[stage], freed);
+        } else if (!mbarrier_test(&empty[stage], freed)) {
+          break;
+        }
+      }
+      issue_tile(issued, stage);
+      ++issued;
+    }
+  };
+  if (tid == 0) issue_ready(0);
 
   const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
   const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
@@ -139,6 +158,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   for (int64_t t = 0; t < n_tiles; ++t) {
     const int stage = int(t % kStages);
     const uint32_t parity = uint32_t(t / kStages) & 1u;
+    if (tid == 0) issue_ready(t + 1);
     mbarrier_wait(&full[stage], parity);
 
     // S = Q·Kᵀ (int32), 64 rows of this warpgroup x 128 keys.
@@ -183,10 +203,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       acc[4 * j + 1] = acc[4 * j + 1] * alpha_a + o[4 * j + 1] * vs;
       acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * vs;
       acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * vs;
-    }
-    if (tid == 0 && t + kStages < n_tiles) {  // refill the stage once both warpgroups are done with it
-      mbarrier_wait(&empty[stage], parity);
-      issue_tile(t + kStages, stage);
     }
   }
 

@@ -3,12 +3,13 @@
 // A 1-D grid is split into three ranges of CTAs:
 //   Q: 64 query rows of one head  -> per-token INT8 (scale * softmax_scale * log2 e) and the lse shift
 //   K: 64 keys of one kv head     -> (K - mean) as INT8 with one scale per 64 keys
-//   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, written transposed
+//   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, transposed
 //                                    (keys of each group of 32 in v_position_of order)
-// Inputs are read in place through strides; padding rows/channels are written as zeros.
-// Outputs are stored tile by tile in the tensor-core order of tile_layout.h.
-// Arithmetic (IEEE division, round-half-even, e4m3 nearest-even) matches
-// torch-ext/sage_attention/emulation_quantize.py bit for bit.
+// Inputs are read in place through strides with 16-byte loads (8 channels per thread,
+// consecutive threads on consecutive channels); outputs are stored tile by tile in the
+// tensor-core order of tile_layout.h. Padding rows/channels are written as zeros.
+// Arithmetic (scale = amax / qmax, x * (qmax / amax), round-half-even, e4m3
+// nearest-even) matches torch-ext/sage_attention/emulation_quantize.py bit for bit.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -23,43 +24,47 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kQRowsPerCta = 64;
-constexpr int kSmemBytes = kKvTile * (kMaxHeadDim + 2) * 2;  // V tile of 16-bit inputs; K's fp32 tile is smaller
-static_assert(kKScaleBlock * kMaxHeadDim * 4 <= kSmemBytes, "K tile must fit the shared buffer");
 
 template <typename T, int DP>
 __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
+  constexpr int kLanesPerRow = DP / 8;
+  constexpr int kRowsPerStep = kThreads / kLanesPerRow;
   const int64_t tiles_per_head = p.q_len_padded / kQRowsPerCta;
   const int64_t tile = block % tiles_per_head;
   const int64_t bh = block / tiles_per_head;  // b * heads_q + h
   const int h = int(bh % p.heads_q);
   const int b = int(bh / p.heads_q);
   const int group = p.heads_q / p.heads_kv;
-  const float* km = p.k_mean + (int64_t(b) * p.heads_kv + h / group) * DP;
+  const int c0 = (threadIdx.x % kLanesPerRow) * 8;
+  float km[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) km[j] = p.k_mean[(int64_t(b) * p.heads_kv + h / group) * DP + c0 + j];
   const T* q = static_cast<const T*>(p.q.ptr) + b * p.q.stride_batch + h * p.q.stride_head;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  constexpr int kPerLane = DP / 32;
 
-  for (int rr = warp; rr < kQRowsPerCta; rr += kWarps) {
+#pragma unroll
+  for (int step = 0; step < kQRowsPerCta / kRowsPerStep; ++step) {
+    const int rr = step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
     const int64_t row = tile * kQRowsPerCta + rr;
     const bool valid = row < p.q_len;
-    float x[kPerLane];
+    float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (valid) load8(q + row * p.q.stride_seq, c0, p.head_dim, x);
     float amax = 0.f, dot = 0.f;
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const int c = lane + 32 * i;
-      x[i] = (valid && c < p.head_dim) ? to_float(q[row * p.q.stride_seq + c]) : 0.f;
-      amax = fmaxf(amax, fabsf(x[i]));
-      dot += x[i] * km[c];
+    for (int j = 0; j < 8; ++j) {
+      amax = fmaxf(amax, fabsf(x[j]));
+      dot += x[j] * km[j];
     }
-    amax = warp_max(amax);
-    dot = warp_sum(dot);
-    const float scale = __fdiv_rn(amax, kInt8Max);
-    int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
-    const int r = int(row % kQPad);
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) dst[tile_offset(r, lane + 32 * i, DP)] = quantize_int8(x[i], scale);
-    if (lane == 0 && valid) {
-      p.q_scale[bh * p.q_len + row] = __fmul_rn(scale, p.score_scale);
+    for (int o = kLanesPerRow / 2; o > 0; o >>= 1) {  // the lanes of one row are aligned in the warp
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    }
+    const float inv = inverse_scale(amax, kInt8Max);
+    int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
+    const uint2 packed = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
+    *reinterpret_cast<uint2*>(dst + tile_offset(int(row % kQPad), c0, DP)) = packed;
+    if (c0 == 0 && valid) {
+      p.q_scale[bh * p.q_len + row] = __fmul_rn(__fdiv_rn(amax, kInt8Max), p.score_scale);
       p.lse_shift[bh * p.q_len + row] = dot * p.softmax_scale;
     }
   }
@@ -67,69 +72,114 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
 
 template <typename T, int DP>
 __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned char* smem) {
+  constexpr int kGroups = DP / 8;
+  constexpr int kPerThread = kKScaleBlock * kGroups / kThreads;
+  static_assert(kThreads % kGroups == 0, "a thread keeps its channel group across iterations");
   const int64_t blocks_per_head = p.kv_len_padded / kKScaleBlock;
   const int64_t kb = block % blocks_per_head;
   const int64_t bh = block / blocks_per_head;  // b * heads_kv + h
   const int h = int(bh % p.heads_kv);
   const int b = int(bh / p.heads_kv);
-  const float* km = p.k_mean + bh * DP;
+  const int c0 = (threadIdx.x % kGroups) * 8;
   const T* k = static_cast<const T*>(p.k.ptr) + b * p.k.stride_batch + h * p.k.stride_head;
-  float* tile = reinterpret_cast<float*>(smem);  // [kKScaleBlock][DP]
   const int64_t key0 = kb * kKScaleBlock;
+  float km[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) km[j] = p.k_mean[bh * DP + c0 + j];
 
+  float x[kPerThread][8];
   float amax = 0.f;
-  for (int e = threadIdx.x; e < kKScaleBlock * DP; e += kThreads) {
-    const int r = e / DP, c = e % DP;
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
     const int64_t key = key0 + r;
-    const float val = (key < p.kv_len && c < p.head_dim) ? __fsub_rn(to_float(k[key * p.k.stride_seq + c]), km[c]) : 0.f;
-    tile[e] = val;
-    amax = fmaxf(amax, fabsf(val));
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[i][j] = 0.f;
+    if (key < p.kv_len) {
+      load8(k + key * p.k.stride_seq, c0, p.head_dim, x[i]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) x[i][j] = c0 + j < p.head_dim ? __fsub_rn(x[i][j], km[j]) : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[i][j]));
   }
-  amax = block_max<kThreads>(amax, tile + kKScaleBlock * DP);
-  const float scale = __fdiv_rn(amax, kInt8Max);
+  amax = block_max<kThreads>(amax, reinterpret_cast<float*>(smem));
+  const float inv = inverse_scale(amax, kInt8Max);
   int8_t* dst = p.k_int8 + (bh * p.kv_len_padded + (key0 / kKvTile) * kKvTile) * DP;
   const int r0 = int(key0 % kKvTile);
-  for (int e = threadIdx.x; e < kKScaleBlock * DP; e += kThreads) {
-    dst[tile_offset(r0 + e / DP, e % DP, DP)] = quantize_int8(tile[e], scale);
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
+    const uint2 packed = make_uint2(quantize_int8x4(x[i], inv), quantize_int8x4(x[i] + 4, inv));
+    *reinterpret_cast<uint2*>(dst + tile_offset(r0 + r, c0, DP)) = packed;
   }
-  if (threadIdx.x == 0 && kb < p.n_k_scale_blocks) p.k_scale[bh * p.n_k_scale_blocks + kb] = scale;
+  if (threadIdx.x == 0 && kb < p.n_k_scale_blocks) p.k_scale[bh * p.n_k_scale_blocks + kb] = __fdiv_rn(amax, kInt8Max);
+}
+
+// V: quantized bytes are staged in shared memory as the transposed tile (channel rows of 128
+// key positions, 16-byte columns XOR-swizzled per channel so neither the scattered byte
+// stores nor the 16-byte reads pile onto one bank), then written out in tile order with
+// 16-byte stores that cover the tile linearly.
+__device__ __forceinline__ int v_stage_offset(int c, int pos) {
+  const int swizzle = ((c & 7) ^ (c >> 3)) & 7;
+  return c * kKvTile + (((pos >> 4) ^ swizzle) << 4) + (pos & 15);
 }
 
 template <typename T, int DP>
 __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned char* smem) {
-  constexpr int kStride = DP + 2;  // odd word stride: the transposed reads below hit distinct banks
+  constexpr int kGroups = DP / 8;
+  constexpr int kPerThread = kKvTile * kGroups / kThreads;
+  static_assert(kThreads % kGroups == 0, "a thread keeps its channel group across iterations");
   const int64_t tiles_per_head = p.kv_len_padded / kKvTile;
   const int64_t vt = block % tiles_per_head;
   const int64_t bh = block / tiles_per_head;
   const int h = int(bh % p.heads_kv);
   const int b = int(bh / p.heads_kv);
+  const int c0 = (threadIdx.x % kGroups) * 8;
   const T* v = static_cast<const T*>(p.v.ptr) + b * p.v.stride_batch + h * p.v.stride_head;
-  T* tile = reinterpret_cast<T*>(smem);  // [kKvTile][kStride]
-  float* scratch = reinterpret_cast<float*>(smem + kKvTile * kStride * sizeof(T));
   const int64_t key0 = vt * kKvTile;
+  uint8_t* stage = smem;                                     // [DP][kKvTile] bytes, swizzled columns
+  float* scratch = reinterpret_cast<float*>(smem + DP * kKvTile);
 
+  float x[kPerThread][8];
   float amax = 0.f;
-  for (int e = threadIdx.x; e < kKvTile * DP; e += kThreads) {
-    const int r = e / DP, c = e % DP;
-    const int64_t key = key0 + r;
-    const T val = (key < p.kv_len && c < p.head_dim) ? v[key * p.v.stride_seq + c] : from_float<T>(0.f);
-    tile[r * kStride + c] = val;
-    amax = fmaxf(amax, fabsf(to_float(val)));
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[i][j] = 0.f;
+    if (key0 + r < p.kv_len) load8(v + (key0 + r) * p.v.stride_seq, c0, p.head_dim, x[i]);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[i][j]));
   }
   amax = block_max<kThreads>(amax, scratch);
-  const float scale = __fdiv_rn(amax, kFp8E4M3Max);
-  uint8_t* dst = p.v_fp8 + (bh * tiles_per_head + vt) * DP * kKvTile;  // this tile's Vᵀ block
-  for (int e = threadIdx.x; e < kKvTile * DP; e += kThreads) {
-    const int c = e / kKvTile, r = e % kKvTile;  // consecutive threads: consecutive keys of one channel
-    const float val = to_float(tile[r * kStride + c]);
-    dst[tile_offset(c, (r & ~31) + v_position_of(r & 31), kKvTile)] = scale > 0.f ? float_to_e4m3(__fdiv_rn(val, scale)) : uint8_t(0);
+  const float inv = inverse_scale(amax, kFp8E4M3Max);
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
+    const int pos = (r & ~31) + v_position_of(r & 31);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = c0 + j;
+      stage[v_stage_offset(c, pos)] = float_to_e4m3(__fmul_rn(x[i][j], inv));
+    }
   }
-  if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = scale;
+  __syncthreads();
+  uint8_t* dst = p.v_fp8 + (bh * tiles_per_head + vt) * DP * kKvTile;  // this tile's Vᵀ block
+  for (int e = threadIdx.x; e < DP * kKvTile / 16; e += kThreads) {
+    // e walks the tile's 16-byte chunks in storage order: row c%8 of core matrix (c/8, col).
+    const int c = (e / 64) * 8 + e % 8, col = (e / 8) % 8;
+    const uint4 chunk = *reinterpret_cast<const uint4*>(stage + v_stage_offset(c, col * 16));
+    *reinterpret_cast<uint4*>(dst + tile_offset(c, col * 16, kKvTile)) = chunk;
+  }
+  if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = __fdiv_rn(amax, kFp8E4M3Max);
 }
+
+constexpr int kSmemBytes = kMaxHeadDim * kKvTile + kWarps * sizeof(float);
 
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads) quantize_qkv_kernel(PrepassParams p, int64_t n_q_blocks, int64_t n_k_blocks) {
-  __shared__ __align__(16) unsigned char smem[kSmemBytes + kWarps * sizeof(float)];
+  __shared__ __align__(16) unsigned char smem[kSmemBytes];
   const int64_t block = blockIdx.x;
   if (block < n_q_blocks) {
     quantize_q_rows<T, DP>(p, block);

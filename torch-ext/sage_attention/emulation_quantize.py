@@ -1,9 +1,9 @@
 """CPU emulation of the quantization pre-pass (the oracle for the CUDA pre-pass).
 
 Every operation here is chosen so that the CUDA kernels can reproduce it bit for
-bit: fp32 arithmetic with one rounding per step, IEEE division, round-half-even
-to int8, round-to-nearest-even to FP8 e4m3, and a fixed summation order for the
-K mean. Inputs are (batch, seqlen, heads, head_dim) ("NHD"), fp16 or bf16.
+bit: fp32 arithmetic with one rounding per step (one IEEE division per block for
+the reciprocal scale, then multiplies), round-half-even to int8,
+round-to-nearest-even to FP8 e4m3, and a fixed summation order for the K mean. Inputs are (batch, seqlen, heads, head_dim) ("NHD"), fp16 or bf16.
 """
 
 from typing import NamedTuple
@@ -88,13 +88,20 @@ def k_mean_emulated(k: torch.Tensor) -> torch.Tensor:
     return total / torch.tensor(float(lk), dtype=torch.float32)
 
 
+def _quantize_from_amax(x: torch.Tensor, amax: torch.Tensor, qmax: float):
+    """Scale = amax / qmax (the dequantization scale, stored) and x * (qmax / amax): one fp32
+    division per block, then a multiply per element, on both the CPU and the GPU.
+    Blocks whose amax is 0 (or whose scale underflows) quantize to 0 with scale 0."""
+    scale = amax / qmax
+    ok = scale > 0
+    inv = torch.where(ok, qmax / torch.where(ok, amax, torch.ones_like(amax)), torch.zeros_like(amax))
+    return x * inv, scale
+
+
 def _int8_from_amax(x: torch.Tensor, amax: torch.Tensor):
-    """x / (amax/127) rounded half-to-even; blocks whose scale is 0 quantize to 0."""
-    scale = amax / INT8_MAX
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(x / safe).clamp_(-INT8_MAX, INT8_MAX)
-    q = torch.where(scale > 0, q, torch.zeros_like(q))
-    return q.to(torch.int8), scale
+    """Round half-to-even into [-127, 127]."""
+    y, scale = _quantize_from_amax(x, amax, INT8_MAX)
+    return torch.round(y).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8), scale
 
 
 def quantize_q_emulated(q: torch.Tensor, k_mean: torch.Tensor, softmax_scale: float):
@@ -167,9 +174,8 @@ def quantize_v_emulated(v: torch.Tensor):
     n_tiles = -(-lk // KV_TILE)
     vf = _pad_tokens(v.float(), n_tiles * KV_TILE).view(b, n_tiles, KV_TILE, hkv, d)
     amax = vf.abs().amax(dim=(2, 4), keepdim=True)
-    scale = amax / FP8_E4M3_MAX
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    v8 = torch.where(scale > 0, vf / safe, torch.zeros_like(vf)).to(torch.float8_e4m3fn)
+    y, scale = _quantize_from_amax(vf, amax, FP8_E4M3_MAX)
+    v8 = y.to(torch.float8_e4m3fn)
     v8 = _pad_channels(v8.view(torch.uint8).view(b, n_tiles * KV_TILE, hkv, d), dp)
     v8 = v8.permute(0, 2, 3, 1)[..., v_storage_index(v8.shape[1])]  # (B, Hkv, D, Lk_pad), keys permuted per 32
     v8 = v8.reshape(b, hkv, dp, n_tiles, KV_TILE).transpose(2, 3)  # (B, Hkv, n_tiles, D, KV_TILE)
