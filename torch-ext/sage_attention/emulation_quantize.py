@@ -94,7 +94,8 @@ def _quantize_from_amax(x: torch.Tensor, amax: torch.Tensor, qmax: float):
     Blocks whose amax is 0 (or whose scale underflows) quantize to 0 with scale 0."""
     scale = amax / qmax
     ok = scale > 0
-    inv = torch.where(ok, qmax / torch.where(ok, amax, torch.ones_like(amax)), torch.zeros_like(amax))
+    # tensor / tensor: an IEEE division (python-scalar / tensor would be reciprocal * scalar)
+    inv = torch.where(ok, torch.full_like(amax, qmax) / torch.where(ok, amax, torch.ones_like(amax)), torch.zeros_like(amax))
     return x * inv, scale
 
 
