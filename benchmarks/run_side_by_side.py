@@ -170,6 +170,26 @@ def run_workload(sage, w):
     return {"workload": w, "floors": fl, "rows": rows}
 
 
+def profile_fwd(sage, w, calls=20):
+    """GPU time per kernel of one eager `fwd` call (torch.profiler), to see where it goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    shape = (w["batch"], w["seqlen"], w["heads"], w["head_dim"])
+    q, k, v = (gen(shape, 7 + i) for i in range(3))
+    for _ in range(3):
+        sage.fwd(q, k, v, is_causal=w["causal"])
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            sage.fwd(q, k, v, is_causal=w["causal"])
+        torch.cuda.synchronize()
+    rows = [(e.key, e.device_time_total / calls, e.count // calls) for e in prof.key_averages() if e.device_time_total > 0]
+    print(f"profile of fwd on {w['name']} (us per call):")
+    for name, us, n in sorted(rows, key=lambda r: -r[1]):
+        print(f"  {us:9.1f}  x{n}  {name[:100]}")
+    return rows
+
+
 def environment():
     commit = os.environ.get("SAGE_COMMIT")
     if not commit:
@@ -275,6 +295,7 @@ def main():
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
     ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal]")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--profile", action="store_true", help="also print fwd's per-kernel GPU time per workload")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("run_side_by_side: needs a CUDA GPU")
@@ -287,6 +308,8 @@ def main():
     print(f"{sage.__name__}: attention kernel {sage.attention_kernel_name('cuda')}; {env}", flush=True)
     results = []
     for w in wl:
+        if args.profile:
+            profile_fwd(sage, w)
         r = run_workload(sage, w)
         results.append(r)
         f = r["rows"]["sage fwd"]

@@ -13,6 +13,7 @@ constexpr int kKScaleBlock = 64;  // keys per K scale
 constexpr int kKvTile = 128;      // keys per softmax step and per V scale
 constexpr int kQPad = 128;        // int8 Q rows are padded to a multiple of this (largest CTA tile)
 constexpr int kKMeanChunk = 64;   // tokens per partial sum of the K mean
+constexpr int kKMeanRun = 8;      // tokens one thread sums before the runs of a chunk are combined
 
 constexpr double kLog2e = 1.4426950408889634;
 constexpr float kLn2 = 0.6931471805599453f;

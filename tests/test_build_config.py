@@ -93,6 +93,7 @@ def test_quant_constants_agree_between_cpp_and_python():
     assert cpp("kKvTile") == qc.KV_TILE
     assert cpp("kQPad") == qc.Q_PAD
     assert cpp("kKMeanChunk") == qc.K_MEAN_CHUNK
+    assert cpp("kKMeanRun") == qc.K_MEAN_RUN
     assert cpp("kLog2e") == qc.LOG2E
     assert cpp("kMaxHeadDim") == qc.MAX_HEAD_DIM
 

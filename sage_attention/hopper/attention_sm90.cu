@@ -154,57 +154,96 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   mask.last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
   mask.last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
 
-  mbarrier_wait(q_full, 0);
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const int stage = int(t % kStages);
-    const uint32_t parity = uint32_t(t / kStages) & 1u;
+  // Software pipeline per warpgroup: iteration t issues Q·Kᵀ of tile t together with P·V of
+  // tile t-1 (one wait for both), folds O_{t-1} into acc, then runs the softmax of tile t.
+  // Ping-pong: the two warpgroups take turns issuing their wgmmas (named barriers 1 and 2),
+  // so one's softmax overlaps the other's tensor-core work.
+  const int my_turn = 1 + wg, other_turn = 2 - wg;
+  if (wg == 1) named_barrier_arrive(1, kThreads);  // warpgroup 0 goes first
+  float alpha_a = 1.f, alpha_b = 1.f, v_scale_prev = 0.f;
+  uint32_t p_frag[4][4];
+  auto wait_tile = [&](int64_t t) {
     if (tid == 0) issue_ready(t + 1);
-    mbarrier_wait(&full[stage], parity);
-
-    // S = Q·Kᵀ (int32), 64 rows of this warpgroup x 128 keys.
-    fence_regs(s_int);
-    wgmma_fence();
+    mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
+  };
+  auto issue_qk = [&](int stage) {
 #pragma unroll
     for (int ks = 0; ks < D / 32; ++ks) {
       wgmma_m64n128k32_s8(s_int, smem_desc(q_s + wg * 64 * D + ks * 256, 128, 8 * D),
                           smem_desc(k_s + stage * S::kK + ks * 256, 128, 8 * D), ks > 0);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(s_int);
-
+  };
+  auto issue_pv = [&](int stage) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 256, 128, 1024), c > 0);
+  };
+  // O_{t-1} = P·V (fp32) folded into the running accumulator with the tile's V scale.
+  auto fold_o = [&](int stage) {
+    if (lane == 0) mbarrier_arrive(&empty[stage]);  // this warp no longer reads that tile
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      acc[4 * j] = acc[4 * j] * alpha_a + o[4 * j] * v_scale_prev;
+      acc[4 * j + 1] = acc[4 * j + 1] * alpha_a + o[4 * j + 1] * v_scale_prev;
+      acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * v_scale_prev;
+      acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * v_scale_prev;
+    }
+  };
+  auto softmax = [&](int64_t t) {
     const int64_t kb = 2 * t;
     const float ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
     const float ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     mask.key0 = t * kKvTile;
-    float alpha_a, alpha_b;
-    uint32_t p_frag[4][4];
     // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
     if (mask.key0 + kKvTile - 1 > last_key || (p.is_causal && mask.key0 + kKvTile - 1 > row0 + causal_offset)) {
       softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
     } else {
       softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
     }
+    v_scale_prev = p.v_scale[bhk * p.n_kv_tiles + t];
+  };
 
-    // O_tile = P·V (fp32), then fold into the running accumulator with the tile's V scale.
+  mbarrier_wait(q_full, 0);
+  if (n_tiles > 0) {
+    wait_tile(0);
+    named_barrier_sync(my_turn, kThreads);
+    fence_regs(s_int);
+    wgmma_fence();
+    issue_qk(0);
+    wgmma_commit();
+    named_barrier_arrive(other_turn, kThreads);
+    wgmma_wait<0>();
+    fence_regs(s_int);
+    softmax(0);
+    for (int64_t t = 1; t < n_tiles; ++t) {
+      const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
+      wait_tile(t);
+      named_barrier_sync(my_turn, kThreads);
+      fence_regs(s_int);
+      fence_regs(o);
+      wgmma_fence();
+      issue_qk(stage);
+      issue_pv(prev_stage);
+      wgmma_commit();
+      named_barrier_arrive(other_turn, kThreads);
+      wgmma_wait<0>();
+      fence_regs(s_int);
+      fence_regs(o);
+      fold_o(prev_stage);
+      softmax(t);
+    }
+    const int last_stage = int((n_tiles - 1) % kStages);
+    named_barrier_sync(my_turn, kThreads);
     fence_regs(o);
     wgmma_fence();
-#pragma unroll
-    for (int c = 0; c < 4; ++c) pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 256, 128, 1024), c > 0);
+    issue_pv(last_stage);
     wgmma_commit();
+    named_barrier_arrive(other_turn, kThreads);
     wgmma_wait<0>();
     fence_regs(o);
-    if (lane == 0) mbarrier_arrive(&empty[stage]);  // this warp no longer reads the stage
-    const float vs = p.v_scale[bhk * p.n_kv_tiles + t];
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      acc[4 * j] = acc[4 * j] * alpha_a + o[4 * j] * vs;
-      acc[4 * j + 1] = acc[4 * j + 1] * alpha_a + o[4 * j + 1] * vs;
-      acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * vs;
-      acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * vs;
-    }
+    fold_o(last_stage);
   }
+  if (wg == 0) named_barrier_sync(1, kThreads);  // consume warpgroup 1's last hand-over
 
   // Epilogue: normalise, write O (only real rows and channels) and lse.
 #pragma unroll

@@ -14,6 +14,7 @@ from .quant_config import (
     FP8_E4M3_MAX,
     INT8_MAX,
     K_MEAN_CHUNK,
+    K_MEAN_RUN,
     K_SCALE_BLOCK,
     KV_TILE,
     LOG2E,
@@ -74,17 +75,22 @@ def _pad_channels(x: torch.Tensor, dim_padded: int) -> torch.Tensor:
 
 def k_mean_emulated(k: torch.Tensor) -> torch.Tensor:
     """Mean of K over the sequence, (B, Hkv, d) fp32, in the kernels' summation order:
-    a sequential fp32 sum inside each chunk of K_MEAN_CHUNK tokens, then a sequential
-    sum of the chunk sums, then one IEEE division by the length."""
+    sequential fp32 sums over runs of K_MEAN_RUN tokens, the runs of a chunk of
+    K_MEAN_CHUNK tokens summed sequentially, the chunk sums summed sequentially, then
+    one IEEE division by the length. Zero padding past the length changes no bits."""
     b, lk, hkv, d = k.shape
     n_chunks = -(-lk // K_MEAN_CHUNK)
-    kf = _pad_tokens(k.float(), n_chunks * K_MEAN_CHUNK).view(b, n_chunks, K_MEAN_CHUNK, hkv, d)
-    partial = torch.zeros(b, n_chunks, hkv, d, dtype=torch.float32)
-    for t in range(K_MEAN_CHUNK):  # adding the zero padding changes no bits
-        partial = partial + kf[:, :, t]
+    runs = K_MEAN_CHUNK // K_MEAN_RUN
+    kf = _pad_tokens(k.float(), n_chunks * K_MEAN_CHUNK).view(b, n_chunks, runs, K_MEAN_RUN, hkv, d)
+    run_sum = torch.zeros(b, n_chunks, runs, hkv, d, dtype=torch.float32)
+    for t in range(K_MEAN_RUN):
+        run_sum = run_sum + kf[:, :, :, t]
+    chunk_sum = torch.zeros(b, n_chunks, hkv, d, dtype=torch.float32)
+    for r in range(runs):
+        chunk_sum = chunk_sum + run_sum[:, :, r]
     total = torch.zeros(b, hkv, d, dtype=torch.float32)
     for c in range(n_chunks):
-        total = total + partial[:, c]
+        total = total + chunk_sum[:, c]
     return total / torch.tensor(float(lk), dtype=torch.float32)
 
 

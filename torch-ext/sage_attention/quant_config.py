@@ -18,8 +18,9 @@ emulation and every CUDA kernel must use the same ones, and they mirror
   tensor cores read them (`to_tile_order`; sage_attention/tile_layout.h).
 - The online softmax walks keys in tiles of KV_TILE, so the running max used to
   round P is the max over whole tiles seen so far.
-- The K mean is summed in fp32 in a fixed order: sequentially over chunks of
-  K_MEAN_CHUNK tokens, then sequentially over the chunk sums.
+- The K mean is summed in fp32 in a fixed order: sequentially over runs of
+  K_MEAN_RUN tokens, the run sums sequentially into chunk sums of K_MEAN_CHUNK
+  tokens, then the chunk sums sequentially, then one division by the length.
 """
 
 import math
@@ -32,6 +33,7 @@ K_SCALE_BLOCK = 64  # keys per K scale
 KV_TILE = 128  # keys per softmax step and per V scale
 Q_PAD = 128  # int8 Q rows are padded to a multiple of this (the largest CTA tile)
 K_MEAN_CHUNK = 64  # tokens per partial sum of the K mean
+K_MEAN_RUN = 8  # tokens summed by one thread before the run sums are combined
 
 LOG2E = 1.4426950408889634  # log2(e) as a double, rounded once to fp32 by both sides
 LN2 = 0.6931471805599453
