@@ -188,10 +188,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * v_scale_prev;
     }
   };
-  auto softmax = [&](int64_t t) {
+  // Per-tile scales are prefetched one tile ahead into registers, off the critical path.
+  float next_ks0 = 0.f, next_ks1 = 0.f, next_vs = 0.f;
+  auto prefetch_scales = [&](int64_t t) {
+    if (t >= n_tiles) return;
     const int64_t kb = 2 * t;
-    const float ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
-    const float ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
+    next_ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
+    next_ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
+    next_vs = p.v_scale[bhk * p.n_kv_tiles + t];
+  };
+  auto softmax = [&](int64_t t) {
+    const float ks0 = next_ks0, ks1 = next_ks1;
+    v_scale_prev = next_vs;
+    prefetch_scales(t + 1);
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     mask.key0 = t * kKvTile;
     // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
@@ -200,9 +209,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     } else {
       softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
     }
-    v_scale_prev = p.v_scale[bhk * p.n_kv_tiles + t];
   };
 
+  prefetch_scales(0);
   mbarrier_wait(q_full, 0);
   if (n_tiles > 0) {
     wait_tile(0);

@@ -41,18 +41,23 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
   for (int j = 0; j < 8; ++j) km[j] = p.k_mean[(int64_t(b) * p.heads_kv + h / group) * DP + c0 + j];
   const T* q = static_cast<const T*>(p.q.ptr) + b * p.q.stride_batch + h * p.q.stride_head;
 
+  constexpr int kSteps = kQRowsPerCta / kRowsPerStep;
+  float x[kSteps][8];
 #pragma unroll
-  for (int step = 0; step < kQRowsPerCta / kRowsPerStep; ++step) {
-    const int rr = step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
-    const int64_t row = tile * kQRowsPerCta + rr;
-    const bool valid = row < p.q_len;
-    float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (valid) load8(q + row * p.q.stride_seq, c0, p.head_dim, x);
+  for (int step = 0; step < kSteps; ++step) {  // all loads in flight before any use
+    const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[step][j] = 0.f;
+    if (row < p.q_len) load8(q + row * p.q.stride_seq, c0, p.head_dim, x[step]);
+  }
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
     float amax = 0.f, dot = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      amax = fmaxf(amax, fabsf(x[j]));
-      dot += x[j] * km[j];
+      amax = fmaxf(amax, fabsf(x[step][j]));
+      dot += x[step][j] * km[j];
     }
 #pragma unroll
     for (int o = kLanesPerRow / 2; o > 0; o >>= 1) {  // the lanes of one row are aligned in the warp
@@ -61,9 +66,9 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
     }
     const float inv = inverse_scale(amax, kInt8Max);
     int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
-    const uint2 packed = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
+    const uint2 packed = make_uint2(quantize_int8x4(x[step], inv), quantize_int8x4(x[step] + 4, inv));
     *reinterpret_cast<uint2*>(dst + tile_offset(int(row % kQPad), c0, DP)) = packed;
-    if (c0 == 0 && valid) {
+    if (c0 == 0 && row < p.q_len) {
       p.q_scale[bh * p.q_len + row] = __fmul_rn(__fdiv_rn(amax, kInt8Max), p.score_scale);
       p.lse_shift[bh * p.q_len + row] = dot * p.softmax_scale;
     }
