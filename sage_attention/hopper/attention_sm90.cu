@@ -43,7 +43,11 @@ struct Smem {
   static constexpr int kK = kKvTile * D;
   static constexpr int kV = D * kKvTile;
   static constexpr int kBarriers = kQ + kStages * (kK + kV);  // offset of the mbarriers
-  static constexpr int kBytes = kBarriers + (1 + 2 * kStages) * 8;
+  static constexpr int kBytes = 1024 + kBarriers + (1 + 2 * kStages) * 8;  // + room to align to 1024
+  // Q·Kᵀ operands: 128-byte rows are stored swizzled, 64-byte rows as plain core matrices.
+  static constexpr SmemLayout kQkLayout = D == 128 ? SmemLayout::kSwizzle128 : SmemLayout::kInterleave;
+  static constexpr uint32_t kQkStepBytes = D == 128 ? 32 : 256;  // start-address move per 32-byte K step
+  static constexpr uint32_t kQkKStride = 128, kQkMnStride = D == 128 ? 1024 : 8 * D;
 };
 
 template <int D>
@@ -71,7 +75,9 @@ __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) 
 template <int D, typename OutT>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
   using S = Smem<D>;
-  extern __shared__ __align__(1024) uint8_t smem[];
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  // Swizzled tiles must start on 1024-byte boundaries.
+  uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
   uint8_t* q_s = smem;
   uint8_t* k_s = smem + S::kQ;
   uint8_t* v_s = k_s + kStages * S::kK;
@@ -169,13 +175,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   auto issue_qk = [&](int stage) {
 #pragma unroll
     for (int ks = 0; ks < D / 32; ++ks) {
-      wgmma_m64n128k32_s8(s_int, smem_desc(q_s + wg * 64 * D + ks * 256, 128, 8 * D),
-                          smem_desc(k_s + stage * S::kK + ks * 256, 128, 8 * D), ks > 0);
+      wgmma_m64n128k32_s8(
+          s_int, smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout),
+          smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout), ks > 0);
     }
   };
   auto issue_pv = [&](int stage) {
 #pragma unroll
-    for (int c = 0; c < 4; ++c) pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 256, 128, 1024), c > 0);
+    for (int c = 0; c < 4; ++c) {  // Vᵀ rows are 128 keys: always the 128-byte swizzle
+      pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 32, 128, 1024, SmemLayout::kSwizzle128), c > 0);
+    }
   };
   // O_{t-1} = P·V (fp32) folded into the running accumulator with the tile's V scale.
   auto fold_o = [&](int stage) {

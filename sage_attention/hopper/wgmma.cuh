@@ -7,17 +7,24 @@
 namespace sage {
 namespace sm90 {
 
-// Descriptor of a K-major operand tile in the canonical no-swizzle layout:
-// 8-row x 16-byte "core matrices"; `k_stride` bytes between core matrices that
-// are adjacent along K (leading dimension byte offset), `mn_stride` bytes between
-// core matrices adjacent along M/N (stride dimension byte offset).
-__device__ __forceinline__ uint64_t smem_desc(const void* smem_ptr, uint32_t k_stride, uint32_t mn_stride) {
+// Descriptor of a K-major operand tile in shared memory (tile_layout.h):
+//  - kSwizzle128: rows of 128 bytes, 16-byte chunks XOR-swizzled by row % 8; 8-row groups
+//    1024 bytes apart; the tile must be 1024-byte aligned; a K step of 32 bytes moves the
+//    start address by 32.
+//  - no swizzle: 8-row x 16-byte core matrices, `k_stride` bytes between core matrices
+//    adjacent along K (leading byte offset), `mn_stride` between 8-row groups (stride byte
+//    offset); a K step of 32 bytes moves the start address by 2 * k_stride.
+enum class SmemLayout : uint64_t { kInterleave = 0, kSwizzle128 = 1 };
+
+__device__ __forceinline__ uint64_t smem_desc(const void* smem_ptr, uint32_t k_stride, uint32_t mn_stride,
+                                              SmemLayout layout) {
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_ptr));
   uint64_t desc = 0;
   desc |= uint64_t((addr & 0x3FFFF) >> 4);
   desc |= uint64_t((k_stride & 0x3FFFF) >> 4) << 16;
   desc |= uint64_t((mn_stride & 0x3FFFF) >> 4) << 32;
-  return desc;  // base offset 0, layout type 0 (no swizzle)
+  desc |= uint64_t(layout) << 62;
+  return desc;  // base offset 0
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

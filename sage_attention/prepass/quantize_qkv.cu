@@ -124,7 +124,7 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
 // V: quantized bytes are staged in shared memory as the transposed tile (channel rows of 128
 // key positions, 16-byte columns XOR-swizzled per channel so neither the scattered byte
 // stores nor the 16-byte reads pile onto one bank), then written out in tile order with
-// 16-byte stores that cover the tile linearly.
+// 16-byte stores, one 128-byte row per 8 threads.
 __device__ __forceinline__ int v_stage_offset(int c, int pos) {
   const int swizzle = ((c & 7) ^ (c >> 3)) & 7;
   return c * kKvTile + (((pos >> 4) ^ swizzle) << 4) + (pos & 15);
@@ -172,8 +172,7 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
   __syncthreads();
   uint8_t* dst = p.v_fp8 + (bh * tiles_per_head + vt) * DP * kKvTile;  // this tile's Vᵀ block
   for (int e = threadIdx.x; e < DP * kKvTile / 16; e += kThreads) {
-    // e walks the tile's 16-byte chunks in storage order: row c%8 of core matrix (c/8, col).
-    const int c = (e / 64) * 8 + e % 8, col = (e / 8) % 8;
+    const int c = e / 8, col = e % 8;  // 8 consecutive threads write one 128-byte channel row
     const uint4 chunk = *reinterpret_cast<const uint4*>(stage + v_stage_offset(c, col * 16));
     *reinterpret_cast<uint4*>(dst + tile_offset(c, col * 16, kKvTile)) = chunk;
   }

@@ -25,6 +25,8 @@ emulation and every CUDA kernel must use the same ones, and they mirror
 
 import math
 
+import torch
+
 INT8_MAX = 127.0
 FP8_E4M3_MAX = 448.0
 P_FP8_SCALE = FP8_E4M3_MAX
@@ -65,11 +67,22 @@ def default_softmax_scale(head_dim: int) -> float:
     return 1.0 / math.sqrt(head_dim)
 
 
+def _swizzle_index(lead_dims, rows):
+    """[row, position] -> source chunk for the 128-byte swizzle (an XOR, its own inverse)."""
+    r = torch.arange(rows).view(rows, 1) % 8
+    return (r ^ torch.arange(8).view(1, 8)).view(*([1] * lead_dims), rows, 8, 1).expand(*([1] * lead_dims), rows, 8, 16)
+
+
 def to_tile_order(x):
-    """Reorder the last two dims (rows, row_bytes) of every tile into wgmma's canonical
-    no-swizzle K-major order: 8-row x 16-byte core matrices, those of one 8-row group
-    side by side. Same shape; rows % 8 == 0 and row_bytes % 16 == 0."""
+    """Reorder the last two dims (rows, row_bytes) of every tile into the order the Hopper
+    tensor cores read (sage_attention/tile_layout.h). Same shape. Rows of 128 bytes: the
+    128-byte swizzle (chunk c of row r stored at chunk c ^ (r % 8)); rows of 64 bytes: the
+    canonical layout of 8-row x 16-byte core matrices without swizzle."""
     *lead, rows, cols = x.shape
+    if cols == 128:
+        y = x.reshape(*lead, rows, 8, 16)
+        idx = _swizzle_index(len(lead), rows).expand(*lead, rows, 8, 16)
+        return torch.take_along_dim(y, idx.to(y.device), dim=-2).reshape(*lead, rows, cols)
     y = x.reshape(*lead, rows // 8, 8, cols // 16, 16).transpose(-3, -2)
     return y.contiguous().reshape(*lead, rows, cols)
 
@@ -77,5 +90,7 @@ def to_tile_order(x):
 def from_tile_order(x):
     """Inverse of to_tile_order."""
     *lead, rows, cols = x.shape
+    if cols == 128:
+        return to_tile_order(x)  # the swizzle is an involution
     y = x.reshape(*lead, rows // 8, cols // 16, 8, 16).transpose(-3, -2)
     return y.contiguous().reshape(*lead, rows, cols)
