@@ -3,8 +3,8 @@
 // CTA = 2 consumer warpgroups x 64 query rows of one head. Per 128-key tile:
 //   S  = wgmma s8 (Q from smem, K from smem)            -> int32 fragment
 //   online softmax (online_softmax.cuh); P = fp8(448 * exp2(s - m)) stays in registers
-//   O_tile = wgmma e4m3 (P from registers, Vᵀ from smem)  -> fp32, then
-//   acc = acc * alpha + O_tile * v_scale_tile             (fp32 two-level accumulation)
+//   O = O * alpha * v_unit / v_scale_tile, then O += wgmma e4m3 (P from registers, Vᵀ from smem)
+//   (fp32 accumulator in registers; V's per-tile scale folded into the rescale factor)
 // K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
 // bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
 // order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
@@ -18,6 +18,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "../attention/attention_kernels.h"
 #include "../quant_config.h"
@@ -145,29 +146,30 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 
   const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
   const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
+  // O accumulates P·V8 directly in the wgmma accumulator, in units of `v_unit` (the V scale of
+  // the last tile folded in): before tile t's P·V, O *= alpha_t * v_unit / v_scale_t.
   float acc[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) acc[i] = 0.f;
+  float v_unit = 0.f;
   RowState state_a, state_b;
   int s_int[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) s_int[i] = 0;
-  float o[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
   const int64_t last_key = p.kv_len - 1;
   TileMask mask;
   mask.last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
   mask.last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
 
-  // Software pipeline per warpgroup: iteration t issues Q·Kᵀ of tile t together with P·V of
-  // tile t-1 (one wait for both), folds O_{t-1} into acc, then runs the softmax of tile t.
-  // Ping-pong: the two warpgroups take turns issuing their wgmmas (named barriers 1 and 2),
-  // so one's softmax overlaps the other's tensor-core work.
+  // Pipeline per warpgroup (iteration t): issue Q·Kᵀ of tile t; rescale O; issue P·V of tile
+  // t-1; wait for Q·Kᵀ only; softmax of tile t while P·V of tile t-1 runs on the tensor
+  // cores; then wait for P·V. P is double-buffered in registers (the in-flight P·V reads one
+  // buffer while the softmax writes the other). Ping-pong: the two warpgroups take turns
+  // issuing (named barriers 1 and 2), so one's softmax also overlaps the other's wgmmas.
   const int my_turn = 1 + wg, other_turn = 2 - wg;
   if (wg == 1) named_barrier_arrive(1, kThreads);  // warpgroup 0 goes first
-  float alpha_a = 1.f, alpha_b = 1.f, v_scale_prev = 0.f;
-  uint32_t p_frag[4][4];
+  float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
+  uint32_t p_frag[2][4][4];
   auto wait_tile = [&](int64_t t) {
     if (tid == 0) issue_ready(t + 1);
     mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
@@ -180,22 +182,26 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
           smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout), ks > 0);
     }
   };
-  auto issue_pv = [&](int stage) {
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {  // Vᵀ rows are 128 keys: always the 128-byte swizzle
-      pv_wgmma<D>(o, p_frag[c], smem_desc(v_s + stage * S::kV + c * 32, 128, 1024, SmemLayout::kSwizzle128), c > 0);
-    }
-  };
-  // O_{t-1} = P·V (fp32) folded into the running accumulator with the tile's V scale.
-  auto fold_o = [&](int stage) {
-    if (lane == 0) mbarrier_arrive(&empty[stage]);  // this warp no longer reads that tile
+  // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last.
+  auto rescale_and_issue_pv = [&](auto buf, int stage) {
+    const float ratio = tile_vs > 0.f ? __fdividef(v_unit, tile_vs) : 1.f;
+    if (tile_vs > 0.f) v_unit = tile_vs;
+    const float fa = alpha_a * ratio, fb = alpha_b * ratio;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      acc[4 * j] = acc[4 * j] * alpha_a + o[4 * j] * v_scale_prev;
-      acc[4 * j + 1] = acc[4 * j + 1] * alpha_a + o[4 * j + 1] * v_scale_prev;
-      acc[4 * j + 2] = acc[4 * j + 2] * alpha_b + o[4 * j + 2] * v_scale_prev;
-      acc[4 * j + 3] = acc[4 * j + 3] * alpha_b + o[4 * j + 3] * v_scale_prev;
+      acc[4 * j] *= fa;
+      acc[4 * j + 1] *= fa;
+      acc[4 * j + 2] *= fb;
+      acc[4 * j + 3] *= fb;
     }
+    fence_regs(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {  // Vᵀ rows are 128 keys: always the 128-byte swizzle
+      pv_wgmma<D>(acc, p_frag[decltype(buf)::value][c],
+                  smem_desc(v_s + stage * S::kV + c * 32, 128, 1024, SmemLayout::kSwizzle128), true);
+    }
+    wgmma_commit();
   };
   // Per-tile scales are prefetched one tile ahead into registers, off the critical path.
   float next_ks0 = 0.f, next_ks1 = 0.f, next_vs = 0.f;
@@ -206,18 +212,38 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     next_ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
     next_vs = p.v_scale[bhk * p.n_kv_tiles + t];
   };
-  auto softmax = [&](int64_t t) {
+  auto softmax = [&](auto buf, int64_t t) {
     const float ks0 = next_ks0, ks1 = next_ks1;
-    v_scale_prev = next_vs;
+    tile_vs = next_vs;
     prefetch_scales(t + 1);
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     mask.key0 = t * kKvTile;
+    constexpr int b = decltype(buf)::value;
     // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
     if (mask.key0 + kKvTile - 1 > last_key || (p.is_causal && mask.key0 + kKvTile - 1 > row0 + causal_offset)) {
-      softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+      softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
     } else {
-      softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+      softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
     }
+  };
+  // One steady-state iteration: tile t's Q·Kᵀ and softmax (into P buffer B), tile t-1's P·V.
+  auto iteration = [&](auto buf, int64_t t) {
+    constexpr int B = decltype(buf)::value;
+    const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
+    wait_tile(t);
+    named_barrier_sync(my_turn, kThreads);
+    fence_regs(s_int);
+    wgmma_fence();
+    issue_qk(stage);
+    wgmma_commit();
+    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+    named_barrier_arrive(other_turn, kThreads);
+    wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
+    fence_regs(s_int);
+    softmax(buf, t);
+    wgmma_wait<0>();
+    fence_regs(acc);
+    if (lane == 0) mbarrier_arrive(&empty[prev_stage]);  // this warp no longer reads tile t-1
   };
 
   prefetch_scales(0);
@@ -232,34 +258,28 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     named_barrier_arrive(other_turn, kThreads);
     wgmma_wait<0>();
     fence_regs(s_int);
-    softmax(0);
-    for (int64_t t = 1; t < n_tiles; ++t) {
-      const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
-      wait_tile(t);
-      named_barrier_sync(my_turn, kThreads);
-      fence_regs(s_int);
-      fence_regs(o);
-      wgmma_fence();
-      issue_qk(stage);
-      issue_pv(prev_stage);
-      wgmma_commit();
-      named_barrier_arrive(other_turn, kThreads);
-      wgmma_wait<0>();
-      fence_regs(s_int);
-      fence_regs(o);
-      fold_o(prev_stage);
-      softmax(t);
+    softmax(std::integral_constant<int, 0>{}, 0);
+    int64_t t = 1;
+    for (; t + 1 < n_tiles; t += 2) {
+      iteration(std::integral_constant<int, 1>{}, t);
+      iteration(std::integral_constant<int, 0>{}, t + 1);
     }
+    if (t < n_tiles) {
+      iteration(std::integral_constant<int, 1>{}, t);
+      ++t;
+    }
+    // Last tile's P·V (its softmax wrote buffer (n_tiles - 1) & 1).
     const int last_stage = int((n_tiles - 1) % kStages);
     named_barrier_sync(my_turn, kThreads);
-    fence_regs(o);
-    wgmma_fence();
-    issue_pv(last_stage);
-    wgmma_commit();
+    if ((n_tiles - 1) & 1) {
+      rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage);
+    } else {
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage);
+    }
     named_barrier_arrive(other_turn, kThreads);
     wgmma_wait<0>();
-    fence_regs(o);
-    fold_o(last_stage);
+    fence_regs(acc);
+    if (lane == 0) mbarrier_arrive(&empty[last_stage]);
   }
   if (wg == 0) named_barrier_sync(1, kThreads);  // consume warpgroup 1's last hand-over
 
@@ -275,8 +295,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     for (int j = 0; j < D / 8; ++j) {
       const int c = 8 * j + 2 * t4;
       if (c < p.head_dim) {
-        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half], st.l) : 0.f;
-        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1], st.l) : 0.f;
+        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half] * v_unit, st.l) : 0.f;
+        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1] * v_unit, st.l) : 0.f;
         store_pair(out + c, x, y, c + 1 < p.head_dim);
       }
     }
