@@ -296,12 +296,13 @@ def main():
     ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal]")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--profile", action="store_true", help="also print fwd's per-kernel GPU time per workload")
+    ap.add_argument("--build-dir", default=str(ROOT / "build"), help="where the local build lives")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("run_side_by_side: needs a CUDA GPU")
     import kernels
 
-    sage = kernels.get_local_kernel(ROOT / "build")
+    sage = kernels.get_local_kernel(Path(args.build_dir))
     names = QUICK if args.quick else args.workload
     wl = load_workloads(names, args.shape) if (names or not args.shape) else load_workloads([], args.shape)
     env = environment()

@@ -14,6 +14,8 @@ or every arch build.toml names when there is no GPU).
     python scripts/build_local.py                   # archs of the local GPU(s)
     python scripts/build_local.py --archs 9.0a
     python scripts/build_local.py --all-archs --objects-only   # CI: compile everything, no link
+
+SAGE_EXTRA_NVCC_FLAGS (space-separated) is appended to every nvcc command (for experiments).
 """
 
 import argparse
@@ -200,7 +202,7 @@ def main():
             obj = obj_dir / (src.replace("/", "_") + ".o")
             cmd = ["nvcc", "-c", str(ROOT / src), "-o", str(obj), f"-std={std}", "-Xcompiler", "-fPIC",
                    "-Xcompiler", "-fvisibility=hidden", *kernel.get("cuda-flags", []), *defines, *includes, *inc,
-                   *[gencode(a) for a in archs]]
+                   *[gencode(a) for a in archs], *os.environ.get("SAGE_EXTRA_NVCC_FLAGS", "").split()]
             jobs.append((f"{src} [{','.join(archs)}]", cmd, obj))
     if not jobs:
         sys.exit(f"build_local: no kernel unit builds for archs {sorted(wanted or [])}")

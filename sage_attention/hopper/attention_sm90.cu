@@ -34,7 +34,14 @@ namespace {
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kRows = 64 * kWarpgroups;
-constexpr int kStages = 3;
+#ifndef SAGE_SM90_STAGES
+#define SAGE_SM90_STAGES 3
+#endif
+#ifndef SAGE_SM90_PINGPONG
+#define SAGE_SM90_PINGPONG 1
+#endif
+constexpr int kStages = SAGE_SM90_STAGES;
+constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
@@ -167,7 +174,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   // buffer while the softmax writes the other). Ping-pong: the two warpgroups take turns
   // issuing (named barriers 1 and 2), so one's softmax also overlaps the other's wgmmas.
   const int my_turn = 1 + wg, other_turn = 2 - wg;
-  if (wg == 1) named_barrier_arrive(1, kThreads);  // warpgroup 0 goes first
+  auto take_turn = [&] {
+    if constexpr (kPingPong) named_barrier_sync(my_turn, kThreads);
+  };
+  auto pass_turn = [&] {
+    if constexpr (kPingPong) named_barrier_arrive(other_turn, kThreads);
+  };
+  if (kPingPong && wg == 1) named_barrier_arrive(1, kThreads);  // warpgroup 0 goes first
   float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
   uint32_t p_frag[2][4][4];
   auto wait_tile = [&](int64_t t) {
@@ -231,13 +244,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     constexpr int B = decltype(buf)::value;
     const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
     wait_tile(t);
-    named_barrier_sync(my_turn, kThreads);
+    take_turn();
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
     rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-    named_barrier_arrive(other_turn, kThreads);
+    pass_turn();
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     softmax(buf, t);
@@ -250,12 +263,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   mbarrier_wait(q_full, 0);
   if (n_tiles > 0) {
     wait_tile(0);
-    named_barrier_sync(my_turn, kThreads);
+    take_turn();
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(0);
     wgmma_commit();
-    named_barrier_arrive(other_turn, kThreads);
+    pass_turn();
     wgmma_wait<0>();
     fence_regs(s_int);
     softmax(std::integral_constant<int, 0>{}, 0);
@@ -270,18 +283,18 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     }
     // Last tile's P·V (its softmax wrote buffer (n_tiles - 1) & 1).
     const int last_stage = int((n_tiles - 1) % kStages);
-    named_barrier_sync(my_turn, kThreads);
+    take_turn();
     if ((n_tiles - 1) & 1) {
       rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage);
     } else {
       rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage);
     }
-    named_barrier_arrive(other_turn, kThreads);
+    pass_turn();
     wgmma_wait<0>();
     fence_regs(acc);
     if (lane == 0) mbarrier_arrive(&empty[last_stage]);
   }
-  if (wg == 0) named_barrier_sync(1, kThreads);  // consume warpgroup 1's last hand-over
+  if (kPingPong && wg == 0) named_barrier_sync(1, kThreads);  // consume warpgroup 1's last hand-over
 
   // Epilogue: normalise, write O (only real rows and channels) and lse.
 #pragma unroll
