@@ -38,10 +38,10 @@ constexpr int kRows = 64 * kWarpgroups;
 #define SAGE_SM90_STAGES 3
 #endif
 #ifndef SAGE_SM90_PINGPONG
-#define SAGE_SM90_PINGPONG 1
+#define SAGE_SM90_PINGPONG 0
 #endif
 constexpr int kStages = SAGE_SM90_STAGES;
-constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas
+constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas (measured: no gain, off)
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
