@@ -56,19 +56,25 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
 
 namespace sage {
 
-// Eight consecutive channels c0..c0+7 of one row as floats; channels >= head_dim read as 0.
-// 16-byte load when the row allows it (aligned and fully inside head_dim).
+// Eight consecutive channels c0..c0+7 of one row, kept packed (16 bytes: half the registers
+// of 8 floats), zeros past head_dim; a 16-byte load when the row allows it (aligned and
+// fully inside head_dim). unpack8 converts them when needed.
 template <typename T>
-__device__ __forceinline__ void load8(const T* row, int c0, int head_dim, float (&x)[8]) {
+__device__ __forceinline__ uint4 load8_packed(const T* row, int c0, int head_dim) {
   if (c0 + 8 <= head_dim && (reinterpret_cast<uintptr_t>(row + c0) & 15) == 0) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(row + c0);
-    const T* v = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = to_float(v[j]);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = c0 + j < head_dim ? to_float(row[c0 + j]) : 0.f;
+    return *reinterpret_cast<const uint4*>(row + c0);
   }
+  uint4 raw = make_uint4(0, 0, 0, 0);
+  T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] = c0 + j < head_dim ? row[c0 + j] : from_float<T>(0.f);
+  return raw;
+}
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&x)[8]) {
+  const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) x[j] = to_float(v[j]);
 }
 
 // qmax / amax as the pre-pass and its emulation compute it: one IEEE division, 0 when the scale is 0.

@@ -31,18 +31,19 @@ __global__ void __launch_bounds__(kThreads) k_mean_partial_kernel(PrepassParams 
   const int64_t chunk = blockIdx.x, b = blockIdx.z;
   const T* k = static_cast<const T*>(p.k.ptr) + b * p.k.stride_batch + h * p.k.stride_head;
   const int64_t t0 = chunk * kKMeanChunk + run * kKMeanRun;
-  float x[kKMeanRun][8];
+  uint4 raw[kKMeanRun];  // independent loads first (kept packed), then the ordered sum
 #pragma unroll
-  for (int t = 0; t < kKMeanRun; ++t) {  // independent loads first, then the ordered sum
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[t][j] = 0.f;
-    if (active && t0 + t < p.kv_len) load8(k + (t0 + t) * p.k.stride_seq, c0, p.head_dim, x[t]);
+  for (int t = 0; t < kKMeanRun; ++t) {
+    raw[t] = (active && t0 + t < p.kv_len) ? load8_packed(k + (t0 + t) * p.k.stride_seq, c0, p.head_dim)
+                                           : make_uint4(0, 0, 0, 0);
   }
   float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int t = 0; t < kKMeanRun; ++t) {
+    float x[8];
+    unpack8<T>(raw[t], x);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) sum[j] += x[t][j];
+    for (int j = 0; j < 8; ++j) sum[j] += x[j];
   }
   run_sums[run][local][0] = make_float4(sum[0], sum[1], sum[2], sum[3]);
   run_sums[run][local][1] = make_float4(sum[4], sum[5], sum[6], sum[7]);

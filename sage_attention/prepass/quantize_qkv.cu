@@ -42,22 +42,22 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
   const T* q = static_cast<const T*>(p.q.ptr) + b * p.q.stride_batch + h * p.q.stride_head;
 
   constexpr int kSteps = kQRowsPerCta / kRowsPerStep;
-  float x[kSteps][8];
+  uint4 raw[kSteps];  // inputs stay packed: few registers, so several CTAs fit on an SM
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {  // all loads in flight before any use
     const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[step][j] = 0.f;
-    if (row < p.q_len) load8(q + row * p.q.stride_seq, c0, p.head_dim, x[step]);
+    raw[step] = row < p.q_len ? load8_packed(q + row * p.q.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
   }
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {
     const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
+    float x[1][8];
+    unpack8<T>(raw[step], x[0]);
     float amax = 0.f, dot = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      amax = fmaxf(amax, fabsf(x[step][j]));
-      dot += x[step][j] * km[j];
+      amax = fmaxf(amax, fabsf(x[0][j]));
+      dot += x[0][j] * km[j];
     }
 #pragma unroll
     for (int o = kLanesPerRow / 2; o > 0; o >>= 1) {  // the lanes of one row are aligned in the warp
@@ -66,7 +66,7 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
     }
     const float inv = inverse_scale(amax, kInt8Max);
     int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
-    const uint2 packed = make_uint2(quantize_int8x4(x[step], inv), quantize_int8x4(x[step] + 4, inv));
+    const uint2 packed = make_uint2(quantize_int8x4(x[0], inv), quantize_int8x4(x[0] + 4, inv));
     *reinterpret_cast<uint2*>(dst + tile_offset(int(row % kQPad), c0, DP)) = packed;
     if (c0 == 0 && row < p.q_len) {
       p.q_scale[bh * p.q_len + row] = __fmul_rn(__fdiv_rn(amax, kInt8Max), p.score_scale);
@@ -92,21 +92,26 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
 #pragma unroll
   for (int j = 0; j < 8; ++j) km[j] = p.k_mean[bh * DP + c0 + j];
 
-  float x[kPerThread][8];
+  uint4 raw[kPerThread];  // packed inputs; (k - mean) is recomputed from them when quantizing
+#pragma unroll
+  for (int i = 0; i < kPerThread; ++i) {
+    const int64_t key = key0 + (int(threadIdx.x) + i * kThreads) / kGroups;
+    raw[i] = key < p.kv_len ? load8_packed(k + key * p.k.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
+  }
+  // (k - mean) for the real keys and channels, 0 elsewhere.
+  auto smoothed = [&](int i, float (&x)[8]) {
+    const int64_t key = key0 + (int(threadIdx.x) + i * kThreads) / kGroups;
+    unpack8<T>(raw[i], x);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[j] = (key < p.kv_len && c0 + j < p.head_dim) ? __fsub_rn(x[j], km[j]) : 0.f;
+  };
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
-    const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
-    const int64_t key = key0 + r;
+    float x[8];
+    smoothed(i, x);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) x[i][j] = 0.f;
-    if (key < p.kv_len) {
-      load8(k + key * p.k.stride_seq, c0, p.head_dim, x[i]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) x[i][j] = c0 + j < p.head_dim ? __fsub_rn(x[i][j], km[j]) : 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[i][j]));
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[j]));
   }
   amax = block_max<kThreads>(amax, reinterpret_cast<float*>(smem));
   const float inv = inverse_scale(amax, kInt8Max);
@@ -115,7 +120,9 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
 #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
     const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
-    const uint2 packed = make_uint2(quantize_int8x4(x[i], inv), quantize_int8x4(x[i] + 4, inv));
+    float x[8];
+    smoothed(i, x);
+    const uint2 packed = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
     *reinterpret_cast<uint2*>(dst + tile_offset(r0 + r, c0, DP)) = packed;
   }
   if (threadIdx.x == 0 && kb < p.n_k_scale_blocks) p.k_scale[bh * p.n_k_scale_blocks + kb] = __fdiv_rn(amax, kInt8Max);
@@ -146,16 +153,19 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
   uint8_t* stage = smem;                                     // [DP][kKvTile] bytes, swizzled columns
   float* scratch = reinterpret_cast<float*>(smem + DP * kKvTile);
 
-  float x[kPerThread][8];
-  float amax = 0.f;
+  uint4 raw[kPerThread];  // packed inputs: few registers, so several CTAs fit on an SM
 #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
     const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
+    raw[i] = key0 + r < p.kv_len ? load8_packed(v + (key0 + r) * p.v.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
+  }
+  float amax = 0.f;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) x[i][j] = 0.f;
-    if (key0 + r < p.kv_len) load8(v + (key0 + r) * p.v.stride_seq, c0, p.head_dim, x[i]);
+  for (int i = 0; i < kPerThread; ++i) {
+    float x[8];
+    unpack8<T>(raw[i], x);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[i][j]));
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(x[j]));
   }
   amax = block_max<kThreads>(amax, scratch);
   const float inv = inverse_scale(amax, kFp8E4M3Max);
@@ -163,10 +173,12 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
   for (int i = 0; i < kPerThread; ++i) {
     const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
     const int pos = (r & ~31) + v_position_of(r & 31);
+    float x[8];
+    unpack8<T>(raw[i], x);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int c = c0 + j;
-      stage[v_stage_offset(c, pos)] = float_to_e4m3(__fmul_rn(x[i][j], inv));
+      stage[v_stage_offset(c, pos)] = float_to_e4m3(__fmul_rn(x[j], inv));
     }
   }
   __syncthreads();
@@ -182,7 +194,7 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
 constexpr int kSmemBytes = kMaxHeadDim * kKvTile + kWarps * sizeof(float);
 
 template <typename T, int DP>
-__global__ void __launch_bounds__(kThreads) quantize_qkv_kernel(PrepassParams p, int64_t n_q_blocks, int64_t n_k_blocks) {
+__global__ void __launch_bounds__(kThreads, 3) quantize_qkv_kernel(PrepassParams p, int64_t n_q_blocks, int64_t n_k_blocks) {
   __shared__ __align__(16) unsigned char smem[kSmemBytes];
   const int64_t block = blockIdx.x;
   if (block < n_q_blocks) {
