@@ -5,6 +5,7 @@ official `sageattention` package when it is importable), one process, same input
     python benchmarks/run_side_by_side.py                 # every workload of workloads.json
     python benchmarks/run_side_by_side.py --quick         # a small set, < 1 min of GPU time
     python benchmarks/run_side_by_side.py --shape 1,4096,24,128 --shape 2,1024,32,128,causal
+    python benchmarks/run_side_by_side.py --render benchmarks/results/latest/results.json   # tables/plots again
 
 Inputs: bf16 `randn * randint(1, 5)`, a fresh seed per tensor, (B, L, H, D) "NHD".
 Timing: CUDA events around each call, warm-up first, median of many runs; when a
@@ -245,7 +246,15 @@ def markdown(env, results):
             if o and f:
                 lines.append(f"| {r['workload']['name']} | {o:.4f} | {o / f:.2f}x |")
     lines += ["", "kernel vs floor: our attention kernel alone over max(8-bit MMA at 1979 TOPS, ex2 at 16/SM/clk, "
-              "reading Q,K,V + writing O in bf16 at 3.0 TB/s)."]
+              "reading Q,K,V + writing O in bf16 at 3.0 TB/s).", "",
+              "Roofline (µs): the floors per workload, what the kernel alone and the whole fwd measured.", "",
+              "| workload | 8-bit MMA floor | ex2 floor | memory floor | kernel alone | pre-pass alone | fwd |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results:
+        fl, rows = r["floors"], r["rows"]
+        us = lambda name: f"{rows[name]['ms'] * 1e3:.1f}" if "ms" in rows.get(name, {}) else "n/a"
+        lines.append(f"| {r['workload']['name']} | {fl['mma_us']:.1f} | {fl['exp_us']:.1f} | {fl['memory_us']:.1f} | "
+                     f"{us('sage kernel alone')} | {us('sage pre-pass alone')} | {us('sage fwd')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -290,6 +299,12 @@ def plots(env, results, out_dir):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":  # re-render results.md and plots from a results.json
+        data = json.loads(Path(sys.argv[2]).read_text())
+        out = Path(sys.argv[2]).parent
+        (out / "results.md").write_text(markdown(data["env"], data["results"]))
+        plots(data["env"], data["results"], out)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
