@@ -212,10 +212,13 @@ def environment():
 def markdown(env, results):
     lines = [f"GPU {env['gpu']} (driver {env['driver']}), torch {env['torch']} (CUDA {env['cuda']}), "
              f"commit {env['commit']}, {env['time']}. Times: median ms (CUDA events, warm, inputs rotated "
-             "through L2); TOPS = 4·B·H·L²·D (halved causal) / time; accuracy vs fp32 SDPA.", ""]
+             "through L2); TOPS = 4·B·H·L²·D (halved causal) / time; accuracy vs fp32 SDPA; "
+             "'fwd vs X' = X's time / fwd's time (> 1: fwd is faster). Pre-pass alone is the "
+             "`quantize_qkv` call as a user makes it (host cost included).", ""]
     lines.append("| workload | sage fwd ms (TOPS) | sageattn ms | kernel alone ms (TOPS) | pre-pass ms | SDPA flash ms | "
-                 "SDPA cuDNN ms | SDPA eff. ms | fwd vs cuDNN | fwd vs flash | cos / rel-L1 | kernel vs floor |")
-    lines.append("|" + "---|" * 12)
+                 "SDPA cuDNN ms | SDPA eff. ms | fwd vs cuDNN | fwd vs flash | fwd vs eff. | cos / rel-L1 / max-abs | "
+                 "kernel vs floor |")
+    lines.append("|" + "---|" * 13)
     for r in results:
         w, rows, fl = r["workload"], r["rows"], r["floors"]
 
@@ -237,7 +240,8 @@ def markdown(env, results):
         lines.append(
             f"| {w['name']} | {fmt('sage fwd', True)} | {fmt('sage sageattn')} | {fmt('sage kernel alone', True)} | "
             f"{fmt('sage pre-pass alone')} | {fmt('SDPA flash')} | {fmt('SDPA cuDNN')} | {fmt('SDPA efficient')} | "
-            f"{ratio('SDPA cuDNN')} | {ratio('SDPA flash')} | {a.get('cos', float('nan')):.5f} / {a.get('rel_l1', float('nan')):.4f}"
+            f"{ratio('SDPA cuDNN')} | {ratio('SDPA flash')} | {ratio('SDPA efficient')} | "
+            f"{a.get('cos', float('nan')):.5f} / {a.get('rel_l1', float('nan')):.4f} / {a.get('max_abs', float('nan')):.3f}"
             f"{'' if a.get('finite', True) else ' NaN/inf!'} | {k / floor if k else float('nan'):.1f}x |")
     if any("official sageattn" in r["rows"] for r in results):
         lines += ["", "| workload | official sageattn ms | sage fwd vs official |", "|---|---|---|"]
