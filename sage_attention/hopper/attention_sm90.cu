@@ -160,7 +160,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   for (int i = 0; i < D / 2; ++i) acc[i] = 0.f;
   float v_unit = 0.f;
   RowState state_a, state_b;
-  int s_int[64];  // written by the Q·Kᵀ wgmma before any read
+  int s_int[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) s_int[i] = 0;
   const int64_t last_key = p.kv_len - 1;
   TileMask mask;
   mask.last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
@@ -186,15 +188,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
   };
   auto issue_qk = [&](int stage) {
-    auto desc_q = [&](int ks) {
-      return smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
-    };
-    auto desc_k = [&](int ks) {
-      return smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
-    };
-    wgmma_m64n128k32_s8_overwrite(s_int, desc_q(0), desc_k(0));
 #pragma unroll
-    for (int ks = 1; ks < D / 32; ++ks) wgmma_m64n128k32_s8(s_int, desc_q(ks), desc_k(ks), true);
+    for (int ks = 0; ks < D / 32; ++ks) {
+      wgmma_m64n128k32_s8(
+          s_int, smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout),
+          smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout), ks > 0);
+    }
   };
   // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last.
   auto rescale_and_issue_pv = [&](auto buf, int stage) {
@@ -246,6 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
     wait_tile(t);
     take_turn();
+    fence_regs(s_int);
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
@@ -264,6 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   if (n_tiles > 0) {
     wait_tile(0);
     take_turn();
+    fence_regs(s_int);
     wgmma_fence();
     issue_qk(0);
     wgmma_commit();
