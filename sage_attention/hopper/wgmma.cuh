@@ -40,9 +40,6 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-// Make generic-proxy writes to shared memory (cp.async, st.shared) visible to the wgmma async proxy.
-__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
 // Accumulator registers are bound to the asm below; keep the compiler from moving reads across the wait.
 template <typename T, int N>
 __device__ __forceinline__ void fence_regs(T (&r)[N]) {
