@@ -41,6 +41,11 @@ constexpr int kRows = 64 * kWarpgroups;
 #define SAGE_SM90_PINGPONG 0
 #endif
 constexpr int kStages = SAGE_SM90_STAGES;
+// Diagnostic build only (wrong results): skip the softmax, feed constant P, to time the
+// tensor-core and copy pipeline alone (scripts/sm90_variants.sh).
+#ifndef SAGE_SM90_DIAG_NO_SOFTMAX
+#define SAGE_SM90_DIAG_NO_SOFTMAX 0
+#endif
 constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas (measured: no gain, off)
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
@@ -232,6 +237,15 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     mask.key0 = t * kKvTile;
     constexpr int b = decltype(buf)::value;
+    if constexpr (SAGE_SM90_DIAG_NO_SOFTMAX) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) p_frag[b][c][r] = 0x38383838u ^ uint32_t(s_int[16 * c + r] & 1);
+      state_a.l = state_b.l = 1.f;
+      state_a.m = state_b.m = 0.f;
+      return;
+    }
     // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
     if (mask.key0 + kKvTile - 1 > last_key || (p.is_causal && mask.key0 + kKvTile - 1 > row0 + causal_offset)) {
       softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
