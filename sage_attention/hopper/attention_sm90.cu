@@ -46,6 +46,10 @@ constexpr int kStages = SAGE_SM90_STAGES;
 #ifndef SAGE_SM90_DIAG_NO_SOFTMAX
 #define SAGE_SM90_DIAG_NO_SOFTMAX 0
 #endif
+// Diagnostic build only (wrong results): copy only the first kStages K/V tiles, then reuse them.
+#ifndef SAGE_SM90_DIAG_NO_COPY
+#define SAGE_SM90_DIAG_NO_COPY 0
+#endif
 constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas (measured: no gain, off)
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
@@ -120,6 +124,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * D;
   const uint8_t* v_src = p.v_fp8 + bhk * p.n_kv_tiles * S::kV;
   auto issue_tile = [&](int64_t t, int stage) {
+    if (SAGE_SM90_DIAG_NO_COPY && t >= kStages) {
+      mbarrier_arrive(&full[stage]);
+      return;
+    }
     mbarrier_arrive_expect_tx(&full[stage], S::kK + S::kV);
     bulk_copy_g2s(k_s + stage * S::kK, k_src + t * S::kK, S::kK, &full[stage]);
     bulk_copy_g2s(v_s + stage * S::kV, v_src + t * S::kV, S::kV, &full[stage]);
