@@ -22,6 +22,7 @@
 
 #include "../attention/attention_kernels.h"
 #include "../quant_config.h"
+#include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
 #include "online_softmax.cuh"
@@ -43,6 +44,10 @@ constexpr int kRows = 64 * kWarpgroups;
 constexpr int kStages = SAGE_SM90_STAGES;
 // Diagnostic build only (wrong results): skip the softmax, feed constant P, to time the
 // tensor-core and copy pipeline alone (scripts/sm90_variants.sh).
+// Q·Kᵀ reads Q from registers (1) or from shared memory (0).
+#ifndef SAGE_SM90_Q_IN_REGISTERS
+#define SAGE_SM90_Q_IN_REGISTERS 1
+#endif
 #ifndef SAGE_SM90_DIAG_NO_SOFTMAX
 #define SAGE_SM90_DIAG_NO_SOFTMAX 0
 #endif
@@ -200,12 +205,32 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     if (tid == 0) issue_ready(t + 1);
     mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
   };
+  // This thread's Q fragments (A operand layout: rows g and g+8 of its warp's 16, bytes
+  // 4t..4t+3 and 16+4t..16+4t+3 of each 32-byte K step), loaded once from shared memory.
+  uint32_t q_frag[D / 32][4];
+  auto load_q_fragments = [&] {
+    const int r_a = wg * 64 + warp * 16 + g, r_b = r_a + 8;
+#pragma unroll
+    for (int ks = 0; ks < D / 32; ++ks) {
+      const int k0 = ks * 32 + 4 * t4, k1 = k0 + 16;
+      q_frag[ks][0] = *reinterpret_cast<const uint32_t*>(q_s + tile_offset(r_a, k0, D));
+      q_frag[ks][1] = *reinterpret_cast<const uint32_t*>(q_s + tile_offset(r_b, k0, D));
+      q_frag[ks][2] = *reinterpret_cast<const uint32_t*>(q_s + tile_offset(r_a, k1, D));
+      q_frag[ks][3] = *reinterpret_cast<const uint32_t*>(q_s + tile_offset(r_b, k1, D));
+    }
+  };
   auto issue_qk = [&](int stage) {
 #pragma unroll
     for (int ks = 0; ks < D / 32; ++ks) {
-      wgmma_m64n128k32_s8(
-          s_int, smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout),
-          smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout), ks > 0);
+      const uint64_t desc_k =
+          smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
+      if constexpr (SAGE_SM90_Q_IN_REGISTERS) {
+        wgmma_m64n128k32_s8_rs(s_int, q_frag[ks], desc_k, ks > 0);
+      } else {
+        wgmma_m64n128k32_s8(
+            s_int, smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout),
+            desc_k, ks > 0);
+      }
     }
   };
   // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last.
@@ -283,6 +308,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 
   prefetch_scales(0);
   mbarrier_wait(q_full, 0);
+  if constexpr (SAGE_SM90_Q_IN_REGISTERS) load_q_fragments();
   if (n_tiles > 0) {
     wait_tile(0);
     take_turn();
