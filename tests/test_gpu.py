@@ -1,23 +1,19 @@
 """GPU paths against the CPU emulation (the oracle) and fp32 attention.
 Marked `gpu`: they run on the GPU machine and are skipped elsewhere."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from cases import SHAPES, shape_id
-from conftest import ROOT
 from helpers import accuracy, gen_qkv, reference
 
 pytestmark = pytest.mark.gpu
 
 COS_MIN, REL_L1_MAX = 0.998, 0.05
-# GPU vs emulation: the same quantized tensors; only the order of fp32 sums inside a
-# tile and exp2's last bits differ, which can flip an occasional FP8 rounding of P.
+# GPU vs emulation: the same quantized tensors; the kernels differ only in fp32 rounding
+# (order of sums, exp2's last bits, the Hopper kernel's P·V accumulated in the tensor-core
+# accumulator with the V scale folded into the rescale), which can flip an occasional FP8
+# rounding of P.
 EMU_REL_L1_MAX, EMU_MAX_ABS_FRAC = 2e-3, 2e-2
 
 
@@ -97,22 +93,3 @@ def test_kernel_alone_equals_fwd(sage):
 def test_dispatch_names_a_kernel(sage):
     expected = "sm90" if torch.cuda.get_device_capability() == (9, 0) else "simt"
     assert sage.attention_kernel_name("cuda") == expected
-
-
-def test_get_kernel_with_local_kernels_offline(variant_dir):
-    """Users' path: get_kernel("kernels-community/sage_attention", version=1) with LOCAL_KERNELS, offline."""
-    code = (
-        "import json, torch\n"
-        "from kernels import get_kernel\n"
-        "k = get_kernel('kernels-community/sage_attention', version=1)\n"
-        "q = (torch.randn(1, 300, 4, 128) * torch.randint(1, 5, (1, 300, 4, 128))).bfloat16().cuda()\n"
-        "o, lse = k.fwd(q, q, q, is_causal=False)\n"
-        "o2 = k.sageattn(q.transpose(1, 2), q.transpose(1, 2), q.transpose(1, 2))\n"
-        "print(json.dumps({'name': k.__name__, 'nan': bool(o.isnan().any()), 'same': bool(torch.equal(o, o2.transpose(1, 2)))}))\n"
-    )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", LOCAL_KERNELS=f"kernels-community/sage_attention={ROOT}")
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    info = json.loads(res.stdout.strip().splitlines()[-1])
-    assert info["name"] == json.loads((variant_dir / "metadata.json").read_text())["id"]
-    assert not info["nan"] and info["same"]
