@@ -1,7 +1,7 @@
 // Hopper (sm_90a) SageAttention kernel: INT8 Q·Kᵀ and FP8 P·V on the tensor cores (wgmma).
 //
 // CTA = 2 consumer warpgroups x 64 query rows of one head. Per 128-key tile:
-//   S  = wgmma s8 (Q from smem, K from smem)            -> int32 fragment
+//   S  = wgmma s8 (Q from registers, K from smem)       -> int32 fragment
 //   online softmax (online_softmax.cuh); P = fp8(448 * exp2(s - m)) stays in registers
 //   O = O * alpha * v_unit / v_scale_tile, then O += wgmma e4m3 (P from registers, Vᵀ from smem)
 //   (fp32 accumulator in registers; V's per-tile scale folded into the rescale factor)
@@ -12,7 +12,8 @@
 // issuing thread refills a stage as soon as it is free without waiting for it (it
 // blocks only when its own warpgroup is about to need a tile not yet issued), and no
 // CTA-wide barrier sits in the loop: the two warpgroups drift apart by up to
-// kStages - 1 tiles, so one's softmax runs while the other's wgmma does.
+// kStages - 1 tiles, so one's softmax runs while the other's wgmma does. Within a
+// warpgroup, the softmax of tile t runs while the P·V of tile t-1 is on the tensor cores.
 // Numerics follow torch-ext/sage_attention/emulation_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -35,27 +36,26 @@ namespace {
 constexpr int kWarpgroups = 2;
 constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kRows = 64 * kWarpgroups;
-#ifndef SAGE_SM90_STAGES
+// Compile-time switches (scripts/sm90_variants.sh builds and times variants side by side).
+#ifndef SAGE_SM90_STAGES  // K/V shared-memory stages
 #define SAGE_SM90_STAGES 3
 #endif
-#ifndef SAGE_SM90_PINGPONG
+#ifndef SAGE_SM90_PINGPONG  // warpgroups take turns issuing wgmmas (measured: no gain, off)
 #define SAGE_SM90_PINGPONG 0
 #endif
-constexpr int kStages = SAGE_SM90_STAGES;
-// Diagnostic build only (wrong results): skip the softmax, feed constant P, to time the
-// tensor-core and copy pipeline alone (scripts/sm90_variants.sh).
-// Q·Kᵀ reads Q from registers (1) or from shared memory (0).
-#ifndef SAGE_SM90_Q_IN_REGISTERS
+#ifndef SAGE_SM90_Q_IN_REGISTERS  // Q·Kᵀ reads Q from registers (1) or from shared memory (0)
 #define SAGE_SM90_Q_IN_REGISTERS 1
 #endif
+// Diagnostic builds only (wrong results, timing only): skip the softmax and feed a
+// constant P; copy only the first kStages K/V tiles and reuse them.
 #ifndef SAGE_SM90_DIAG_NO_SOFTMAX
 #define SAGE_SM90_DIAG_NO_SOFTMAX 0
 #endif
-// Diagnostic build only (wrong results): copy only the first kStages K/V tiles, then reuse them.
 #ifndef SAGE_SM90_DIAG_NO_COPY
 #define SAGE_SM90_DIAG_NO_COPY 0
 #endif
-constexpr bool kPingPong = SAGE_SM90_PINGPONG;  // warpgroups take turns issuing wgmmas (measured: no gain, off)
+constexpr int kStages = SAGE_SM90_STAGES;
+constexpr bool kPingPong = SAGE_SM90_PINGPONG;
 static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
