@@ -12,12 +12,8 @@ import torch
 from ._ops import add_op_namespace_prefix
 from .emulation_attention import attention_emulated
 from .emulation_quantize import QuantizedQKV, quantize_qkv_emulated
-from .quant_config import K_SCALE_BLOCK, KV_TILE, Q_PAD, padded_head_dim, round_up
+from .quant_config import K_SCALE_BLOCK, KV_TILE, Q_PAD, default_softmax_scale, padded_head_dim, round_up
 from .validation import check_qkv
-
-
-def _softmax_scale(head_dim, softmax_scale):
-    return 1.0 / math.sqrt(head_dim) if softmax_scale is None else float(softmax_scale)
 
 
 def _last_dim_contiguous(x):
@@ -31,7 +27,7 @@ def _fwd_cpu(q, k, v, is_causal=False, softmax_scale=None):
     lk = k.shape[1]
     if lq == 0 or lk == 0:
         return q.new_zeros(b, lq, h, d), torch.full((b, h, lq), -math.inf, dtype=torch.float32)
-    qkv = quantize_qkv_emulated(q, k, v, _softmax_scale(d, softmax_scale))
+    qkv = quantize_qkv_emulated(q, k, v, default_softmax_scale(d) if softmax_scale is None else float(softmax_scale))
     return attention_emulated(qkv, lq, lk, d, is_causal, q.dtype)
 
 

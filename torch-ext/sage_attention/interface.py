@@ -10,6 +10,8 @@ from typing import Optional, Tuple, Union
 import torch
 
 from ._ops import ops
+from .emulation_quantize import QuantizedQKV
+from .quant_config import default_softmax_scale
 from .validation import check_qkv
 
 _LAYOUTS = ("HND", "NHD")
@@ -102,10 +104,8 @@ sageattn_qk_int8_pv_fp8_cuda_sm90 = _sageattn_variant("sageattn_qk_int8_pv_fp8_c
 
 def quantize_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: Optional[float] = None):
     """The quantization pre-pass alone, on NHD inputs: returns a QuantizedQKV (see emulation_quantize.py)."""
-    from .emulation_quantize import QuantizedQKV
-
     check_qkv(q, k, v)
-    scale = q.shape[-1] ** -0.5 if softmax_scale is None else float(softmax_scale)
+    scale = default_softmax_scale(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
     return QuantizedQKV(*ops.quantize_qkv(q, k, v, scale))
 
 
