@@ -52,4 +52,13 @@ struct AttentionParams {
   bool is_causal;
 };
 
+// Keys that query rows [row0, row0 + rows) may see at all: kv_len, or with the causal
+// mask (bottom-right aligned) up to the last row's limit; <= 0 when none.
+__host__ __device__ inline int64_t visible_keys(const AttentionParams& p, int64_t row0, int rows) {
+  if (!p.is_causal) return p.kv_len;
+  const int64_t last_row = (row0 + rows < p.q_len ? row0 + rows : p.q_len) - 1;
+  const int64_t limit = last_row + (p.kv_len - p.q_len) + 1;
+  return limit < p.kv_len ? limit : p.kv_len;
+}
+
 }  // namespace sage

@@ -56,13 +56,7 @@ __global__ void __launch_bounds__(kThreads) attention_simt_kernel(AttentionParam
   const bool valid_row = row < p.q_len;
   const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
 
-  // Keys this CTA may see at all.
-  int64_t n_keys = p.kv_len;
-  if (p.is_causal) {
-    const int64_t last_row = (row0 + kRows < p.q_len ? row0 + kRows : p.q_len) - 1;
-    const int64_t last_key = last_row + causal_offset;
-    n_keys = last_key + 1 < n_keys ? last_key + 1 : n_keys;
-  }
+  const int64_t n_keys = visible_keys(p, row0, kRows);
   const int64_t n_tiles = n_keys > 0 ? ceil_div(n_keys, kKvTile) : 0;
 
   constexpr int kWords = DP / 4;

@@ -118,11 +118,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const int64_t row_a = row0 + wg * 64 + warp * 16 + g, row_b = row_a + 8;
   const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
 
-  int64_t n_keys = p.kv_len;
-  if (p.is_causal) {
-    const int64_t last_row = (row0 + kRows < p.q_len ? row0 + kRows : p.q_len) - 1;
-    n_keys = last_row + causal_offset + 1 < n_keys ? last_row + causal_offset + 1 : n_keys;
-  }
+  const int64_t n_keys = visible_keys(p, row0, kRows);
   const int64_t n_tiles = n_keys > 0 ? ceil_div(n_keys, kKvTile) : 0;
 
   const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * D;
