@@ -3,7 +3,13 @@
 // Hopper (compute capability 9.0) runs the wgmma kernel when this build holds it
 // (the 9.0a unit); every other supported GPU (sm_80 Ampere, sm_89 Ada) runs the
 // portable SIMT kernel. Tuned kernels for other archs plug in here and nowhere else.
+//
+// SAGE_ATTENTION_FORCE_KERNEL=simt makes every GPU run the portable kernel (read per
+// call, so tests can check the sm_80/sm_89 path on a Hopper machine).
 #include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include "attention/attention_kernels.h"
 #include "dispatch_by_arch.h"
@@ -13,7 +19,13 @@ namespace {
 
 enum class AttentionKernel { kSimt, kSm90 };
 
+bool simt_forced() {
+  const char* force = std::getenv("SAGE_ATTENTION_FORCE_KERNEL");
+  return force != nullptr && std::strcmp(force, "simt") == 0;
+}
+
 AttentionKernel choose(int device) {
+  if (simt_forced()) return AttentionKernel::kSimt;
   int major = 0, minor = 0;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);

@@ -36,9 +36,18 @@ def test_quantized_tensors_bit_identical_to_emulation(sage, shape, dtype):
     torch.testing.assert_close(gpu.lse_shift.cpu(), cpu.lse_shift, rtol=1e-5, atol=1e-4)
 
 
+@pytest.fixture(params=["dispatched", "simt"])
+def attention_kernel(request, monkeypatch):
+    """Run a test with the kernel the dispatch picks, and again with the portable SIMT kernel
+    forced (the sm_80/sm_89 path, which a Hopper machine would otherwise never run)."""
+    if request.param == "simt":
+        monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "simt")
+    return request.param
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype):
+def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype, attention_kernel):
     b, lq, lk, h, hkv, d, causal = shape
     q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=dtype, seed=12)
     out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda(), is_causal=causal)
@@ -90,6 +99,29 @@ def test_kernel_alone_equals_fwd(sage):
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
 
 
-def test_dispatch_names_a_kernel(sage):
+def test_dispatch_names_a_kernel(sage, attention_kernel):
     expected = "sm90" if torch.cuda.get_device_capability() == (9, 0) else "simt"
+    if attention_kernel == "simt":
+        expected = "simt"
     assert sage.attention_kernel_name("cuda") == expected
+
+
+def test_fwd_captures_in_a_cuda_graph(sage):
+    """Scratch comes from the caching allocator on the current stream: capture works and the
+    replay computes what the eager call computes, also after the inputs change in place."""
+    q, k, v = gen_qkv(1, 300, 300, 4, 2, 128, device="cuda", seed=17)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        sage.fwd(q, k, v, is_causal=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        g_out, g_lse = sage.fwd(q, k, v, is_causal=True)
+    for seed in (18, 19):
+        q2, k2, v2 = gen_qkv(1, 300, 300, 4, 2, 128, device="cuda", seed=seed)
+        q.copy_(q2), k.copy_(k2), v.copy_(v2)
+        graph.replay()
+        out, lse = sage.fwd(q, k, v, is_causal=True)
+        torch.cuda.synchronize()
+        assert torch.equal(g_out, out) and torch.equal(g_lse, lse)
