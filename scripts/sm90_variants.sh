@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build compile-time variants of the Hopper kernel side by side and time each on a few
 # workloads (kernel alone and fwd). Each argument is one variant's nvcc defines, e.g.
-#   bash scripts/sm90_variants.sh "-DSAGE_SM90_PINGPONG=1" "-DSAGE_SM90_STAGES=2" "-DSAGE_SM90_DIAG_NO_SOFTMAX=1"
+#   bash scripts/sm90_variants.sh "-DSAGE_SM90_PINGPONG=1" "-DSAGE_SM90_STAGES=2" "-DSAGE_SM90_DIAG_NO_COPY=1"
 # (default: ping-pong x stages). Diagnostic variants give wrong results: timing only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +15,5 @@ done
 wait
 for i in "${!variants[@]}"; do
   echo "== ${variants[$i]}"
-  PYTHONUNBUFFERED=1 python3 benchmarks/run_side_by_side.py --build-dir /tmp/sage_variant_$i ${WORKLOADS:---workload flux_L128 --workload large_b4h32_s4096 --workload causal_b4h32_s4096} --out /tmp/sage_variant_res_$i 2>&1 | grep -E "^[a-z0-9_]+: fwd"
+  PYTHONUNBUFFERED=1 python3 benchmarks/run_side_by_side.py --build-dir /tmp/sage_variant_$i ${WORKLOADS:---workload flux_L128 --workload large_b4h32_s4096 --workload causal_b4h32_s4096} --out /tmp/sage_variant_res_$i 2>&1 | grep -E "^[A-Za-z0-9_]+: fwd"
 done
