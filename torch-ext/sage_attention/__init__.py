@@ -9,6 +9,7 @@ accumulation) as a Hugging Face `kernels` Hub kernel.
 
 from . import _op_registrations  # noqa: F401  (CPU emulation + fake implementations)
 from .emulation_quantize import QuantizedQKV
+from .quant_helpers import per_block_int8, per_channel_fp8, per_warp_int8, sub_mean
 from .interface import (
     attention_kernel_name,
     attention_quantized,
@@ -26,10 +27,14 @@ __all__ = [
     "attention_kernel_name",
     "attention_quantized",
     "fwd",
+    "per_block_int8",
+    "per_channel_fp8",
+    "per_warp_int8",
     "quantize_qkv",
     "sageattn",
     "sageattn_qk_int8_pv_fp8_cuda",
     "sageattn_qk_int8_pv_fp8_cuda_sm90",
     "sageattn_qk_int8_pv_fp16_cuda",
     "sageattn_qk_int8_pv_fp16_triton",
+    "sub_mean",
 ]

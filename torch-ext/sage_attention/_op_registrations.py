@@ -11,8 +11,23 @@ import torch
 
 from ._ops import add_op_namespace_prefix
 from .emulation_attention import attention_emulated
+from .emulation_quant_helpers import (
+    channel_mean_emulated,
+    fp8_per_channel_emulated,
+    int8_blocks_emulated,
+    sub_mean_fp16_emulated,
+)
 from .emulation_quantize import QuantizedQKV, quantize_qkv_emulated
-from .quant_config import K_SCALE_BLOCK, KV_TILE, Q_PAD, default_softmax_scale, padded_head_dim, round_up
+from .quant_config import (
+    FP8_HELPER_BLOCK,
+    K_SCALE_BLOCK,
+    KV_TILE,
+    MAX_HEAD_DIM,
+    Q_PAD,
+    default_softmax_scale,
+    padded_head_dim,
+    round_up,
+)
 from .validation import check_qkv
 
 
@@ -83,3 +98,58 @@ def _attention_quantized_fake(q_int8, q_scale, lse_shift, k_int8, k_scale, v_fp8
 @torch.library.register_kernel(add_op_namespace_prefix("attention_kernel_name"), "cpu")
 def _attention_kernel_name_cpu(like):
     return "cpu-emulation"
+
+
+# The quant helper ops (quant_helpers.py): CPU = emulation_quant_helpers.py.
+def _helper_input(x, op):
+    if x.dim() != 4 or x.dtype not in (torch.float16, torch.bfloat16) or not 1 <= x.shape[-1] <= MAX_HEAD_DIM:
+        raise ValueError(f"{op}: x must be a 4-D float16/bfloat16 (batch, seqlen, heads, head_dim<=128) tensor")
+
+
+@torch.library.register_kernel(add_op_namespace_prefix("quantize_int8_blocks"), "cpu")
+def _quantize_int8_blocks_cpu(x, mean, scale_mult, rows_per_slot, n_slots):
+    _helper_input(x, "quantize_int8_blocks")
+    if rows_per_slot < 1 or n_slots * rows_per_slot < x.shape[1]:
+        raise ValueError("quantize_int8_blocks: n_slots * rows_per_slot must cover the sequence")
+    return int8_blocks_emulated(x, mean, scale_mult, rows_per_slot, n_slots)
+
+
+@torch.library.register_fake(add_op_namespace_prefix("quantize_int8_blocks"))
+def _quantize_int8_blocks_fake(x, mean, scale_mult, rows_per_slot, n_slots):
+    return torch.empty_like(x, dtype=torch.int8), x.new_empty(x.shape[0], x.shape[2], n_slots, dtype=torch.float32)
+
+
+@torch.library.register_kernel(add_op_namespace_prefix("channel_mean"), "cpu")
+def _channel_mean_cpu(x):
+    _helper_input(x, "channel_mean")
+    return channel_mean_emulated(x)
+
+
+@torch.library.register_fake(add_op_namespace_prefix("channel_mean"))
+def _channel_mean_fake(x):
+    return x.new_empty(x.shape[0], x.shape[2], x.shape[3], dtype=torch.float32)
+
+
+@torch.library.register_kernel(add_op_namespace_prefix("sub_mean_fp16"), "cpu")
+def _sub_mean_fp16_cpu(x, mean):
+    _helper_input(x, "sub_mean")
+    return sub_mean_fp16_emulated(x, mean)
+
+
+@torch.library.register_fake(add_op_namespace_prefix("sub_mean_fp16"))
+def _sub_mean_fp16_fake(x, mean):
+    return torch.empty_like(x, dtype=torch.float16)
+
+
+@torch.library.register_kernel(add_op_namespace_prefix("quantize_fp8_per_channel"), "cpu")
+def _quantize_fp8_per_channel_cpu(x, mean, scale_max, heads_first):
+    _helper_input(x, "per_channel_fp8")
+    return fp8_per_channel_emulated(x, mean, scale_max, heads_first)
+
+
+@torch.library.register_fake(add_op_namespace_prefix("quantize_fp8_per_channel"))
+def _quantize_fp8_per_channel_fake(x, mean, scale_max, heads_first):
+    b, l, h, d = x.shape
+    p = round_up(l, FP8_HELPER_BLOCK)
+    shape = (b, h, d, p) if heads_first else (b, d, h, p)
+    return x.new_empty(*shape, dtype=torch.float8_e4m3fn), x.new_empty(b, h, d, dtype=torch.float32)

@@ -94,3 +94,10 @@ def from_tile_order(x):
         return to_tile_order(x)  # the swizzle is an involution
     y = x.reshape(*lead, rows // 8, cols // 16, 8, 16).transpose(-3, -2)
     return y.contiguous().reshape(*lead, rows, cols)
+
+# SageAttention-compatible quant helpers (quant_helpers.py).
+HELPER_AMAX_FLOOR = 1e-7  # SageAttention's floor: an all-zero block gets scale 1e-7 / 127
+FP8_HELPER_BLOCK = 64  # per_channel_fp8 pads the sequence to a multiple of this
+# per_channel_fp8 token order: stored position p of each 16-token group holds token ORDER[p]
+FP8_HELPER_TOKEN_ORDER = (0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15)
+SAGE_LOG2E = 1.44269504  # the log2(e) SageAttention's per_block_int8 folds into sm_scale
