@@ -12,6 +12,7 @@
 #include "fwd.h"
 #include "prepass/prepass.h"
 #include "quant_config.h"
+#include "tensor_views.h"
 
 namespace sage {
 namespace {
@@ -41,10 +42,6 @@ void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 }
 
 at::Tensor last_dim_contiguous(const at::Tensor& x) { return x.stride(-1) == 1 ? x : x.contiguous(); }
-
-StridedInput strided(const at::Tensor& x) {
-  return StridedInput{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)};
-}
 
 struct Shapes {
   int batch, heads_q, heads_kv, head_dim, dim_padded;

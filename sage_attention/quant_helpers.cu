@@ -10,6 +10,7 @@
 #include "prepass/prepass.h"
 #include "prepass/quant_helper_kernels.h"
 #include "quant_config.h"
+#include "tensor_views.h"
 #include "quant_helpers.h"
 
 namespace sage {
@@ -31,8 +32,6 @@ void check_mean(const at::Tensor& mean, const at::Tensor& x, const char* op) {
                   mean.size(2) == x.size(3),
               op, ": mean must be a contiguous fp32 (batch, heads, head_dim) tensor on x's device");
 }
-
-StridedInput strided(const at::Tensor& x) { return StridedInput{x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)}; }
 
 }  // namespace
 
@@ -128,11 +127,19 @@ std::tuple<at::Tensor, at::Tensor> quantize_fp8_per_channel(const at::Tensor& x,
   auto f32 = x.options().dtype(at::kFloat);
   at::Tensor y = heads_first ? at::empty({b, h, d, padded}, x.options().dtype(at::kFloat8_e4m3fn))
                              : at::empty({b, d, h, padded}, x.options().dtype(at::kFloat8_e4m3fn));
-  at::Tensor amax = at::zeros({b, h, d}, f32);
+  at::Tensor amax = at::zeros({b, h, d}, f32);    // scratch: channel amax as fp32 bits
+  at::Tensor scale = at::zeros({b, h, d}, f32);   // stays 0 for an empty sequence (amax 0)
+  if (y.numel() == 0) return {y, scale};
   ChannelFp8Params p{};
   p.x = strided(x);
   p.mean = mean ? mean->data_ptr<float>() : nullptr;
   p.amax_bits = reinterpret_cast<unsigned int*>(amax.data_ptr<float>());
+  p.scale_max = float(scale_max);
+  p.scale = scale.data_ptr<float>();
+  p.y = reinterpret_cast<uint8_t*>(y.data_ptr());
+  p.y_stride_batch = y.stride(0);
+  p.y_stride_head = heads_first ? y.stride(1) : y.stride(2);
+  p.y_stride_channel = heads_first ? y.stride(2) : y.stride(1);
   p.batch = int(b);
   p.heads = int(h);
   p.head_dim = int(d);
@@ -140,25 +147,10 @@ std::tuple<at::Tensor, at::Tensor> quantize_fp8_per_channel(const at::Tensor& x,
   p.padded_len = padded;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  if (l > 0 && amax.numel() > 0) {
-    launch_channel_amax(p, bf16, stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  // scale = amax / scale_max and its inverse scale_max / amax, one IEEE division each
-  // (as the emulation); an all-zero channel gets scale 0 and quantizes to 0.
-  const at::Tensor smax = at::full({}, float(scale_max), f32);
-  const at::Tensor scale = amax / smax;
-  const at::Tensor ok = scale > 0;
-  const at::Tensor inv = at::where(ok, smax / at::where(ok, amax, at::ones_like(amax)), at::zeros_like(amax));
-  if (y.numel() > 0) {
-    p.inv_scale = inv.data_ptr<float>();
-    p.y = reinterpret_cast<uint8_t*>(y.data_ptr());
-    p.y_stride_batch = y.stride(0);
-    p.y_stride_head = heads_first ? y.stride(1) : y.stride(2);
-    p.y_stride_channel = heads_first ? y.stride(2) : y.stride(1);
-    launch_channel_fp8(p, bf16, stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  launch_channel_amax(p, bf16, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_channel_fp8(p, bf16, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {y, scale};
 }
 

@@ -118,17 +118,26 @@ __global__ void __launch_bounds__(kThreads) channel_amax_kernel(ChannelFp8Params
 
 // One CTA per (64-token block, head, batch): quantize (x - mean) * (scale_max / amax) to
 // e4m3 and write it transposed, (.., channel, token), tokens of each 16 in SageAttention's
-// order (kFp8TokenOrder), tokens past seq_len as 0. Staged through shared memory so both
-// the reads (rows) and the writes (channel rows of 64 bytes) are coalesced.
+// order (kFp8TokenPosition), tokens past seq_len as 0. Staged through shared memory so both
+// the reads (rows) and the writes (channel rows of 64 bytes) are coalesced. The scales come
+// from the channel amax as in the pre-pass (inverse_scale: an all-zero channel gets 0);
+// the first block of the sequence stores them.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) channel_fp8_kernel(ChannelFp8Params p) {
   __shared__ uint8_t tile[kMaxHeadDim][kFp8Block + 16];  // +16: fewer bank conflicts on the transposed writes
+  __shared__ float inv_s[kMaxHeadDim];
   const int groups = (p.head_dim + 7) / 8;
   const int h = blockIdx.y, b = blockIdx.z;
   const int64_t t0 = int64_t(blockIdx.x) * kFp8Block;
   const T* x = static_cast<const T*>(p.x.ptr) + b * p.x.stride_batch + h * p.x.stride_head;
   const int64_t head = int64_t(b) * p.heads + h;
   const float* mean = p.mean ? p.mean + head * p.head_dim : nullptr;
+  for (int c = threadIdx.x; c < p.head_dim; c += kThreads) {
+    const float amax = __uint_as_float(p.amax_bits[head * p.head_dim + c]);
+    inv_s[c] = inverse_scale(amax, p.scale_max);
+    if (blockIdx.x == 0) p.scale[head * p.head_dim + c] = __fdiv_rn(amax, p.scale_max);
+  }
+  __syncthreads();
   for (int i = threadIdx.x; i < kFp8Block * groups; i += kThreads) {
     const int r = i / groups, c0 = (i % groups) * 8;
     const int64_t token = t0 + r;
@@ -138,9 +147,8 @@ __global__ void __launch_bounds__(kThreads) channel_fp8_kernel(ChannelFp8Params 
     const int pos = (r & ~15) | kFp8TokenPosition[r & 15];
     for (int j = 0; j < 8 && c0 + j < p.head_dim; ++j) {
       const int c = c0 + j;
-      const float inv = p.inv_scale[head * p.head_dim + c];
       const float centered = mean ? v[j] - mean[c] : v[j];
-      tile[c][pos] = token < p.seq_len ? float_to_e4m3(__fmul_rn(centered, inv)) : uint8_t(0);
+      tile[c][pos] = token < p.seq_len ? float_to_e4m3(__fmul_rn(centered, inv_s[c])) : uint8_t(0);
     }
   }
   __syncthreads();

@@ -43,7 +43,8 @@ struct ChannelFp8Params {
   StridedInput x;      // (B, L, H, D)
   const float* mean;   // (B, H, D) fp32 or nullptr (no smoothing)
   unsigned int* amax_bits;  // (B, H, D) fp32 bits, zero-initialised: channel_amax output
-  const float* inv_scale;   // (B, H, D): scale_max / amax (0 for an all-zero channel)
+  float scale_max;
+  float* scale;             // (B, H, D): amax / scale_max, written by channel_fp8
   uint8_t* y;               // e4m3 bits: (.., channel, padded_len) through strides
   int64_t y_stride_batch, y_stride_head, y_stride_channel;
   int batch, heads, head_dim;

@@ -17,12 +17,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .emulation_quantize import k_mean_emulated
+from .emulation_quantize import _int8_from_amax, _quantize_from_amax, k_mean_emulated
 from .quant_config import FP8_HELPER_BLOCK, FP8_HELPER_TOKEN_ORDER, HELPER_AMAX_FLOOR, INT8_MAX
-
-
-def _f32(x: float) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
 
 
 def int8_blocks_emulated(
@@ -32,18 +28,16 @@ def int8_blocks_emulated(
     v = x.float()
     if mean is not None:
         v = v - mean.float().unsqueeze(1)
-    v = v * _f32(scale_mult)
+    v = v * torch.tensor(scale_mult, dtype=torch.float32)
     padded = x.new_zeros(b, n_slots * rows_per_slot, h, d, dtype=torch.float32)
     padded[:, :l] = v
     amax = padded.abs().view(b, n_slots, rows_per_slot, h, d).amax(dim=(2, 4)).transpose(1, 2)  # (B, H, n_slots)
     amax = amax.clamp_min(HELPER_AMAX_FLOOR)
-    scale = amax / _f32(INT8_MAX)  # tensor / tensor: IEEE division, as on the GPU
-    inv = _f32(INT8_MAX) / amax
-    inv_rows = inv.transpose(1, 2).repeat_interleave(rows_per_slot, dim=1)[:, :l]  # (B, L, H)
-    q = torch.round(v * inv_rows.unsqueeze(-1)).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    amax_rows = amax.transpose(1, 2).repeat_interleave(rows_per_slot, dim=1)[:, :l].unsqueeze(-1)  # (B, L, H, 1)
+    q, _ = _int8_from_amax(v, amax_rows)  # the pre-pass's scale rule and rounding
     out = torch.empty_like(x, dtype=torch.int8)  # the input's memory layout, as the CUDA op
     out.copy_(q)
-    return out, scale.contiguous()
+    return out, (amax / INT8_MAX).contiguous()
 
 
 def channel_mean_emulated(x: torch.Tensor) -> torch.Tensor:
@@ -69,11 +63,9 @@ def fp8_per_channel_emulated(
     if mean is not None:
         v = v - mean.float().unsqueeze(1)
     amax = v.abs().amax(dim=1) if l > 0 else torch.zeros(b, h, d)  # (B, H, D)
-    smax = _f32(scale_max)
-    scale = amax / smax
-    ok = scale > 0
-    inv = torch.where(ok, smax / torch.where(ok, amax, torch.ones_like(amax)), torch.zeros_like(amax))
-    q = (v * inv.unsqueeze(1)).to(torch.float8_e4m3fn)
+    y, scale = _quantize_from_amax(v, amax.unsqueeze(1), scale_max)  # the pre-pass's scale rule
+    scale = scale.squeeze(1)
+    q = y.to(torch.float8_e4m3fn)
     padded_len = -(-l // FP8_HELPER_BLOCK) * FP8_HELPER_BLOCK
     stored = torch.zeros(b, padded_len, h, d, dtype=torch.float8_e4m3fn)
     stored[:, :l] = q

@@ -69,6 +69,15 @@ def _check_blocks(**sizes: int) -> None:
             raise ValueError(f"sage_attention: {name} must be a positive int, got {value!r}")
 
 
+def _quantize_k(k: torch.Tensor, km: Optional[torch.Tensor], BLKK: int, tensor_layout: str):
+    """k (minus km) INT8 per BLKK keys: the same for per_block_int8 and per_warp_int8."""
+    lk = _seq_len(k, tensor_layout)
+    k8, k_scale = ops.quantize_int8_blocks(
+        _nhd(k, tensor_layout), _k_mean_arg(km, k, tensor_layout), 1.0, BLKK, -(-lk // BLKK)
+    )
+    return _from_nhd(k8, tensor_layout), k_scale
+
+
 def per_block_int8(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -90,12 +99,9 @@ def per_block_int8(
     if sm_scale is None:
         sm_scale = q.shape[-1] ** -0.5
     sm_scale = float(sm_scale) * SAGE_LOG2E
-    lq, lk = _seq_len(q, tensor_layout), _seq_len(k, tensor_layout)
+    lq = _seq_len(q, tensor_layout)
     q8, q_scale = ops.quantize_int8_blocks(_nhd(q, tensor_layout), None, sm_scale, BLKQ, -(-lq // BLKQ))
-    k8, k_scale = ops.quantize_int8_blocks(
-        _nhd(k, tensor_layout), _k_mean_arg(km, k, tensor_layout), 1.0, BLKK, -(-lk // BLKK)
-    )
-    return _from_nhd(q8, tensor_layout), q_scale, _from_nhd(k8, tensor_layout), k_scale
+    return (_from_nhd(q8, tensor_layout), q_scale, *_quantize_k(k, km, BLKK, tensor_layout))
 
 
 def per_warp_int8(
@@ -115,12 +121,9 @@ def per_warp_int8(
     _check_blocks(BLKQ=BLKQ, WARPQ=WARPQ, BLKK=BLKK)
     if BLKQ % WARPQ != 0:
         raise ValueError(f"sage_attention: BLKQ ({BLKQ}) must be a multiple of WARPQ ({WARPQ})")
-    lq, lk = _seq_len(q, tensor_layout), _seq_len(k, tensor_layout)
+    lq = _seq_len(q, tensor_layout)
     q8, q_scale = ops.quantize_int8_blocks(_nhd(q, tensor_layout), None, 1.0, WARPQ, -(-lq // BLKQ) * (BLKQ // WARPQ))
-    k8, k_scale = ops.quantize_int8_blocks(
-        _nhd(k, tensor_layout), _k_mean_arg(km, k, tensor_layout), 1.0, BLKK, -(-lk // BLKK)
-    )
-    return _from_nhd(q8, tensor_layout), q_scale, _from_nhd(k8, tensor_layout), k_scale
+    return (_from_nhd(q8, tensor_layout), q_scale, *_quantize_k(k, km, BLKK, tensor_layout))
 
 
 def sub_mean(v: torch.Tensor, tensor_layout: str = "HND") -> Tuple[torch.Tensor, torch.Tensor]:
