@@ -18,27 +18,27 @@ namespace sage {
 namespace {
 
 void check_qkv(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
-              "sage_attention: q, k, v must be 4-D (batch, seqlen, heads, head_dim); got ranks ", q.dim(), ", ",
-              k.dim(), ", ", v.dim());
-  TORCH_CHECK(q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16,
-              "sage_attention: q must be float16 or bfloat16, got ", q.scalar_type());
-  TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
-              "sage_attention: q, k, v must share one dtype; got ", q.scalar_type(), ", ", k.scalar_type(), ", ",
-              v.scalar_type());
-  TORCH_CHECK(q.is_cuda() && k.device() == q.device() && v.device() == q.device(),
-              "sage_attention: q, k, v must be on one CUDA device; got ", q.device(), ", ", k.device(), ", ",
-              v.device());
-  TORCH_CHECK(k.size(0) == q.size(0) && v.size(0) == q.size(0), "sage_attention: batch sizes differ: q ",
-              q.size(0), ", k ", k.size(0), ", v ", v.size(0));
-  TORCH_CHECK(k.sizes() == v.sizes(), "sage_attention: k and v must have the same shape; got ", k.sizes(), " and ",
-              v.sizes());
-  TORCH_CHECK(k.size(3) == q.size(3), "sage_attention: head_dim differs: q ", q.size(3), ", k ", k.size(3));
-  TORCH_CHECK(q.size(3) >= 1 && q.size(3) <= kMaxHeadDim, "sage_attention: head_dim must be in [1, ", kMaxHeadDim,
-              "], got ", q.size(3));
-  TORCH_CHECK(k.size(2) >= 1 && q.size(2) % k.size(2) == 0, "sage_attention: heads of q (", q.size(2),
-              ") must be a multiple of heads of k/v (", k.size(2), ")");
-  TORCH_CHECK(q.size(0) <= 65535 && q.size(2) <= 65535, "sage_attention: batch and heads must be <= 65535");
+  TORCH_CHECK_VALUE(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+                    "sage_attention: q, k, v must be 4-D (batch, seqlen, heads, head_dim); got ranks ", q.dim(), ", ",
+                    k.dim(), ", ", v.dim());
+  TORCH_CHECK_TYPE(q.scalar_type() == at::kHalf || q.scalar_type() == at::kBFloat16,
+                   "sage_attention: q must be float16 or bfloat16, got ", q.scalar_type());
+  TORCH_CHECK_TYPE(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
+                   "sage_attention: q, k, v must share one dtype; got ", q.scalar_type(), ", ", k.scalar_type(), ", ",
+                   v.scalar_type());
+  TORCH_CHECK_VALUE(q.is_cuda() && k.device() == q.device() && v.device() == q.device(),
+                    "sage_attention: q, k, v must be on one CUDA device; got ", q.device(), ", ", k.device(), ", ",
+                    v.device());
+  TORCH_CHECK_VALUE(k.size(0) == q.size(0) && v.size(0) == q.size(0), "sage_attention: batch sizes differ: q ",
+                    q.size(0), ", k ", k.size(0), ", v ", v.size(0));
+  TORCH_CHECK_VALUE(k.sizes() == v.sizes(), "sage_attention: k and v must have the same shape; got ", k.sizes(), " and ",
+                    v.sizes());
+  TORCH_CHECK_VALUE(k.size(3) == q.size(3), "sage_attention: head_dim differs: q ", q.size(3), ", k ", k.size(3));
+  TORCH_CHECK_VALUE(q.size(3) >= 1 && q.size(3) <= kMaxHeadDim, "sage_attention: head_dim must be in [1, ", kMaxHeadDim,
+                    "], got ", q.size(3));
+  TORCH_CHECK_VALUE(k.size(2) >= 1 && q.size(2) % k.size(2) == 0, "sage_attention: heads of q (", q.size(2),
+                    ") must be a multiple of heads of k/v (", k.size(2), ")");
+  TORCH_CHECK_VALUE(q.size(0) <= 65535 && q.size(2) <= 65535, "sage_attention: batch and heads must be <= 65535");
 }
 
 at::Tensor last_dim_contiguous(const at::Tensor& x) { return x.stride(-1) == 1 ? x : x.contiguous(); }
@@ -64,27 +64,39 @@ Shapes shapes_of(const at::Tensor& q, const at::Tensor& k) {
   return s;
 }
 
-struct Quantized {
-  at::Tensor q_int8, q_scale, lse_shift, k_int8, k_scale, k_mean, v_fp8, v_scale;
+// Where the pre-pass writes and the attention kernel reads (layouts: emulation_quantize.py
+// QuantizedQKV and tile_layout.h).
+struct QuantizedBuffers {
+  int8_t* q_int8;
+  float* q_scale;
+  float* lse_shift;
+  int8_t* k_int8;
+  float* k_scale;
+  float* k_mean;
+  uint8_t* v_fp8;
+  float* v_scale;
 };
 
-Quantized run_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
-                      double softmax_scale) {
-  auto opts = q.options();
-  auto f32 = opts.dtype(at::kFloat);
-  Quantized out;
-  out.q_int8 = at::empty({s.batch, s.heads_q, s.q_len_padded, s.dim_padded}, opts.dtype(at::kChar));
-  out.q_scale = at::empty({s.batch, s.heads_q, s.q_len}, f32);
-  out.lse_shift = at::empty({s.batch, s.heads_q, s.q_len}, f32);
-  out.k_int8 = at::empty({s.batch, s.heads_kv, s.kv_len_padded, s.dim_padded}, opts.dtype(at::kChar));
-  out.k_scale = at::empty({s.batch, s.heads_kv, s.n_k_scale_blocks}, f32);
-  out.k_mean = at::empty({s.batch, s.heads_kv, s.dim_padded}, f32);
-  out.v_fp8 = at::empty({s.batch, s.heads_kv, s.kv_len_padded / kKvTile, s.dim_padded, kKvTile},
-                        opts.dtype(at::kFloat8_e4m3fn));
-  out.v_scale = at::empty({s.batch, s.heads_kv, s.n_kv_tiles}, f32);
-  const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
-  at::Tensor partial = at::empty({s.batch, s.heads_kv, n_chunks, s.dim_padded}, f32);
+// Element counts of each quantized tensor, and of the K-mean chunk-sum scratch.
+struct QuantizedSizes {
+  int64_t q_int8, q_scale, k_int8, k_scale, k_mean, v_fp8, v_scale, k_mean_partial;
+  explicit QuantizedSizes(const Shapes& s) {
+    const int64_t bh = int64_t(s.batch) * s.heads_q, bhk = int64_t(s.batch) * s.heads_kv;
+    q_int8 = bh * s.q_len_padded * s.dim_padded;
+    q_scale = bh * s.q_len;
+    k_int8 = bhk * s.kv_len_padded * s.dim_padded;
+    k_scale = bhk * s.n_k_scale_blocks;
+    k_mean = bhk * s.dim_padded;
+    v_fp8 = bhk * s.kv_len_padded * s.dim_padded;
+    v_scale = bhk * s.n_kv_tiles;
+    k_mean_partial = bhk * ceil_div(s.kv_len, kKMeanChunk) * s.dim_padded;
+  }
+};
 
+// The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer.
+void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
+                    double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial) {
+  const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
   PrepassParams p{};
   p.q = strided(q);
   p.k = strided(k);
@@ -103,35 +115,35 @@ Quantized run_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   p.n_k_mean_chunks = n_chunks;
   p.score_scale = float(softmax_scale * kLog2e);
   p.softmax_scale = float(softmax_scale);
-  p.q_int8 = out.q_int8.data_ptr<int8_t>();
-  p.q_scale = out.q_scale.data_ptr<float>();
-  p.lse_shift = out.lse_shift.data_ptr<float>();
-  p.k_int8 = out.k_int8.data_ptr<int8_t>();
-  p.k_scale = out.k_scale.data_ptr<float>();
-  p.k_mean = out.k_mean.data_ptr<float>();
-  p.k_mean_partial = partial.data_ptr<float>();
-  p.v_fp8 = reinterpret_cast<uint8_t*>(out.v_fp8.data_ptr());
-  p.v_scale = out.v_scale.data_ptr<float>();
+  p.q_int8 = out.q_int8;
+  p.q_scale = out.q_scale;
+  p.lse_shift = out.lse_shift;
+  p.k_int8 = out.k_int8;
+  p.k_scale = out.k_scale;
+  p.k_mean = out.k_mean;
+  p.k_mean_partial = k_mean_partial;
+  p.v_fp8 = out.v_fp8;
+  p.v_scale = out.v_scale;
 
   const int64_t n_blocks = int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQPad) +
                            int64_t(s.batch) * s.heads_kv * (s.kv_len_padded / kKScaleBlock + s.kv_len_padded / kKvTile);
-  TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() && n_chunks < std::numeric_limits<int32_t>::max(),
+  TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() &&
+                  n_chunks * s.batch * s.heads_kv < std::numeric_limits<int32_t>::max(),
               "sage_attention: problem too large for one launch");
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   if (s.kv_len > 0) {
     launch_k_mean(p, q.scalar_type() == at::kBFloat16, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else {
-    out.k_mean.zero_();
+    C10_CUDA_CHECK(cudaMemsetAsync(out.k_mean, 0, QuantizedSizes(s).k_mean * sizeof(float), stream));
   }
   if (n_blocks > 0) {
     launch_quantize_qkv(p, q.scalar_type() == at::kBFloat16, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  return out;
 }
 
-void run_attention_on(const Quantized& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse) {
+void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse) {
   if (s.q_len == 0) return;
   if (s.kv_len == 0) {
     out.zero_();
@@ -139,13 +151,13 @@ void run_attention_on(const Quantized& qz, const Shapes& s, bool is_causal, at::
     return;
   }
   AttentionParams p{};
-  p.q_int8 = qz.q_int8.data_ptr<int8_t>();
-  p.q_scale = qz.q_scale.data_ptr<float>();
-  p.lse_shift = qz.lse_shift.data_ptr<float>();
-  p.k_int8 = qz.k_int8.data_ptr<int8_t>();
-  p.k_scale = qz.k_scale.data_ptr<float>();
-  p.v_fp8 = reinterpret_cast<const uint8_t*>(qz.v_fp8.data_ptr());
-  p.v_scale = qz.v_scale.data_ptr<float>();
+  p.q_int8 = qz.q_int8;
+  p.q_scale = qz.q_scale;
+  p.lse_shift = qz.lse_shift;
+  p.k_int8 = qz.k_int8;
+  p.k_scale = qz.k_scale;
+  p.v_fp8 = qz.v_fp8;
+  p.v_scale = qz.v_scale;
   p.out = out.data_ptr();
   p.out_stride_batch = out.stride(0);
   p.out_stride_seq = out.stride(1);
@@ -180,7 +192,24 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor&
   at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q.options());
   at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q.options().dtype(at::kFloat));
   if (s.q_len == 0) return {out, lse};
-  const Quantized qz = run_prepass(q, k, v, s, scale);
+  // Two scratch allocations instead of one per tensor (host cost per call): the 8-bit
+  // tensors (each a multiple of 8 KB), and the fp32 ones with the K-mean chunk sums first
+  // (16-byte stores).
+  const QuantizedSizes n(s);
+  at::Tensor bytes = at::empty({n.q_int8 + n.k_int8 + n.v_fp8}, q.options().dtype(at::kByte));
+  at::Tensor floats = at::empty({n.k_mean_partial + n.k_mean + 2 * n.q_scale + n.k_scale + n.v_scale},
+                                q.options().dtype(at::kFloat));
+  QuantizedBuffers qz;
+  qz.q_int8 = reinterpret_cast<int8_t*>(bytes.data_ptr());
+  qz.k_int8 = qz.q_int8 + n.q_int8;
+  qz.v_fp8 = reinterpret_cast<uint8_t*>(qz.k_int8 + n.k_int8);
+  float* partial = floats.data_ptr<float>();
+  qz.k_mean = partial + n.k_mean_partial;
+  qz.q_scale = qz.k_mean + n.k_mean;
+  qz.lse_shift = qz.q_scale + n.q_scale;
+  qz.k_scale = qz.lse_shift + n.q_scale;
+  qz.v_scale = qz.k_scale + n.k_scale;
+  launch_prepass(q, k, v, s, scale, qz, partial);
   run_attention_on(qz, s, is_causal, out, lse);
   return {out, lse};
 }
@@ -190,8 +219,25 @@ std::vector<at::Tensor> quantize_qkv(const at::Tensor& q_in, const at::Tensor& k
   check_qkv(q_in, k_in, v_in);
   const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
   const c10::cuda::CUDAGuard guard(q.device());
-  const Quantized qz = run_prepass(q, k, v, shapes_of(q, k), softmax_scale);
-  return {qz.q_int8, qz.q_scale, qz.lse_shift, qz.k_int8, qz.k_scale, qz.k_mean, qz.v_fp8, qz.v_scale};
+  const Shapes s = shapes_of(q, k);
+  const auto i8 = q.options().dtype(at::kChar), f32 = q.options().dtype(at::kFloat);
+  std::vector<at::Tensor> t = {
+      at::empty({s.batch, s.heads_q, s.q_len_padded, s.dim_padded}, i8),                 // q_int8
+      at::empty({s.batch, s.heads_q, s.q_len}, f32),                                     // q_scale
+      at::empty({s.batch, s.heads_q, s.q_len}, f32),                                     // lse_shift
+      at::empty({s.batch, s.heads_kv, s.kv_len_padded, s.dim_padded}, i8),               // k_int8
+      at::empty({s.batch, s.heads_kv, s.n_k_scale_blocks}, f32),                         // k_scale
+      at::empty({s.batch, s.heads_kv, s.dim_padded}, f32),                               // k_mean
+      at::empty({s.batch, s.heads_kv, s.kv_len_padded / kKvTile, s.dim_padded, kKvTile},  // v_fp8
+                q.options().dtype(at::kFloat8_e4m3fn)),
+      at::empty({s.batch, s.heads_kv, s.n_kv_tiles}, f32),                               // v_scale
+  };
+  at::Tensor partial = at::empty({QuantizedSizes(s).k_mean_partial}, f32);
+  const QuantizedBuffers qz{t[0].data_ptr<int8_t>(), t[1].data_ptr<float>(), t[2].data_ptr<float>(),
+                            t[3].data_ptr<int8_t>(), t[4].data_ptr<float>(), t[5].data_ptr<float>(),
+                            reinterpret_cast<uint8_t*>(t[6].data_ptr()), t[7].data_ptr<float>()};
+  launch_prepass(q, k, v, s, softmax_scale, qz, partial.data_ptr<float>());
+  return t;
 }
 
 std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8, const at::Tensor& q_scale,
@@ -225,7 +271,11 @@ std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8,
     TORCH_CHECK(t->is_contiguous() && t->device() == q_int8.device(), "attention_quantized: inputs must be contiguous on one device");
   TORCH_CHECK(q_int8.is_contiguous(), "attention_quantized: q_int8 must be contiguous");
   const c10::cuda::CUDAGuard guard(q_int8.device());
-  Quantized qz{q_int8, q_scale, lse_shift, k_int8, k_scale, at::Tensor(), v_fp8, v_scale};
+  const QuantizedBuffers qz{const_cast<int8_t*>(q_int8.data_ptr<int8_t>()), const_cast<float*>(q_scale.data_ptr<float>()),
+                            const_cast<float*>(lse_shift.data_ptr<float>()), const_cast<int8_t*>(k_int8.data_ptr<int8_t>()),
+                            const_cast<float*>(k_scale.data_ptr<float>()), nullptr,
+                            reinterpret_cast<uint8_t*>(const_cast<void*>(v_fp8.data_ptr())),
+                            const_cast<float*>(v_scale.data_ptr<float>())};
   at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q_int8.options().dtype(out_dtype));
   at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q_int8.options().dtype(at::kFloat));
   run_attention_on(qz, s, is_causal, out, lse);

@@ -73,7 +73,7 @@ at::Tensor channel_mean(const at::Tensor& x) {
   at::Tensor mean = at::zeros({x.size(0), x.size(2), dim_padded}, x.options().dtype(at::kFloat));
   const int64_t n_chunks = ceil_div(x.size(1), kKMeanChunk);
   if (n_chunks > 0 && mean.numel() > 0) {
-    TORCH_CHECK(n_chunks < std::numeric_limits<int32_t>::max(), "channel_mean: sequence too long");
+    TORCH_CHECK(n_chunks * x.size(0) * x.size(2) < std::numeric_limits<int32_t>::max(), "channel_mean: too many chunks for one launch");
     at::Tensor partial = at::empty({x.size(0), x.size(2), n_chunks, dim_padded}, mean.options());
     PrepassParams p{};  // the K-mean kernels, pointed at x
     p.k = strided(x);

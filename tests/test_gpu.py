@@ -4,7 +4,7 @@ Marked `gpu`: they run on the GPU machine and are skipped elsewhere."""
 import pytest
 import torch
 
-from cases import SHAPES, shape_id
+from cases import PREPASS_SHAPES, SHAPES, shape_id
 from helpers import accuracy, gen_qkv, reference
 
 pytestmark = pytest.mark.gpu
@@ -21,7 +21,7 @@ def _to_cpu(qkv):
     return [t.cpu() for t in qkv]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("shape", SHAPES + PREPASS_SHAPES, ids=shape_id)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_quantized_tensors_bit_identical_to_emulation(sage, shape, dtype):
     b, lq, lk, h, hkv, d, _ = shape
@@ -45,7 +45,7 @@ def attention_kernel(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("shape", SHAPES + PREPASS_SHAPES[:1], ids=shape_id)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype, attention_kernel):
     b, lq, lk, h, hkv, d, causal = shape

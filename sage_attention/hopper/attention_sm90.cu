@@ -18,10 +18,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cmath>
 #include <type_traits>
 
 #include "../attention/attention_kernels.h"
+#include "../dependent_launch.cuh"
 #include "../quant_config.h"
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
@@ -140,6 +142,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     mbarrier_init_fence();
   }
   __syncthreads();
+  wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
   if (tid == 0) {
     mbarrier_arrive_expect_tx(q_full, S::kQ);
     bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
@@ -354,9 +357,15 @@ template <int D, typename OutT>
 void launch(const AttentionParams& p, cudaStream_t stream) {
   constexpr int kSmem = Smem<D>::kBytes;
   auto kernel = attention_sm90_kernel<D, OutT>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
+  int device = 0;
+  cudaGetDevice(&device);
+  if (device >= 64 || !((configured.load(std::memory_order_relaxed) >> device) & 1u)) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
+  }
   dim3 grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
-  kernel<<<grid, kThreads, kSmem, stream>>>(p);
+  launch_overlapping_previous(kernel, grid, dim3(kThreads), kSmem, stream, p);
 }
 
 }  // namespace

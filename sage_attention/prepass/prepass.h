@@ -6,7 +6,8 @@
 
 namespace sage {
 
-// Launch sequence: K mean (two small launches) then one launch quantizing Q, K and V.
+// Launch sequence: K mean (chunk sums, then finalize) and one launch quantizing Q, K and V,
+// each launched overlapping its predecessor on Hopper (dependent_launch.cuh).
 void launch_k_mean(const PrepassParams& p, bool is_bf16, cudaStream_t stream);
 void launch_quantize_qkv(const PrepassParams& p, bool is_bf16, cudaStream_t stream);
 

@@ -40,7 +40,9 @@ def fwd(
         log-sum-exp of the scaled scores (K-smoothing shift added back). A query row
         that sees no key (causal with Lq > Lk, or Lk == 0) gets out = 0 and lse = -inf.
     """
-    check_qkv(q, k, v)
+    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)
+            and q.is_cuda and k.is_cuda and v.is_cuda):
+        check_qkv(q, k, v)  # all-CUDA inputs are checked once, in C++ (same messages and exception types)
     return ops.fwd(q, k, v, bool(is_causal), None if softmax_scale is None else float(softmax_scale))
 
 
