@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
-"""GPU time of the fused quantizer alone (quantize_qkv replayed from a CUDA graph, so host
-cost is excluded), per shape, under the schedule knobs read from the environment when the
-graph is captured (SAGE_PREPASS_LAG, ...). For tuning the pre-pass schedule.
+"""GPU time of the pre-pass alone (quantize_qkv replayed from a CUDA graph, so host cost is
+excluded) against its memory floor (read bf16 Q, K, V once, write 8-bit Q, K, V once, at
+3.0 TB/s), per shape.
 
-    python benchmarks/prepass_sweep.py [--build-dir build] [--config LAG=3 ...]
+    python benchmarks/prepass_sweep.py [--build-dir build]
 """
 import argparse
-import os
 import pathlib
 import statistics
 
@@ -45,30 +44,15 @@ def time_graph(fn, iters=20, rounds=7):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="build")
-    ap.add_argument("--config", action="append", default=[], help="ENV=VALUE[,ENV=VALUE] (repeatable)")
     args = ap.parse_args()
     import kernels
 
     sage = kernels.get_local_kernel(pathlib.Path(args.build_dir))
-    configs = [""] + args.config
     for shape in SHAPES:
         b, l, h, d = shape
         q, k, v = (torch.randn(b, l, h, d, device="cuda", dtype=torch.bfloat16) * torch.randint(1, 5, (1,)).item() for _ in range(3))
-        line = [f"{str(shape):>20} floor {floor_us(*shape):7.1f} us"]
-        for cfg in configs:
-            env = dict(kv.split("=", 1) for kv in cfg.split(",") if kv)
-            old = {key: os.environ.get(key) for key in env}
-            os.environ.update(env)
-            try:
-                t = time_graph(lambda: sage.quantize_qkv(q, k, v))
-            finally:
-                for key, val in old.items():
-                    if val is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = val
-            line.append(f"{cfg or 'default'}: {t:7.1f}")
-        print(" | ".join(line), flush=True)
+        t = time_graph(lambda: sage.quantize_qkv(q, k, v))
+        print(f"{str(shape):>20} floor {floor_us(*shape):7.1f} us | pre-pass {t:7.1f} us", flush=True)
 
 
 if __name__ == "__main__":
