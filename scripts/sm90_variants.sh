@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build compile-time variants of the Hopper kernel side by side and time each on a few
 # workloads (kernel alone and fwd). Each argument is one variant's nvcc defines, e.g.
-#   bash scripts/sm90_variants.sh "-DSAGE_SM90_PINGPONG=1" "-DSAGE_SM90_STAGES=2" "-DSAGE_SM90_DIAG_NO_COPY=1"
-# (default: ping-pong x stages). Diagnostic variants give wrong results: timing only.
+#   bash scripts/sm90_variants.sh "" "-DSAGE_SM90_DIAG_NO_COPY=1"
+# (default: the plain build only). Diagnostic variants give wrong results: timing only.
+# SAGE_ATTENTION_FORCE_KERNEL=sm90_wide / sm90_narrow in the environment pins the tiling.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh >/dev/null
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=("-DSAGE_SM90_PINGPONG=1 -DSAGE_SM90_STAGES=3" "-DSAGE_SM90_PINGPONG=0 -DSAGE_SM90_STAGES=3"
-                                       "-DSAGE_SM90_PINGPONG=1 -DSAGE_SM90_STAGES=2" "-DSAGE_SM90_PINGPONG=0 -DSAGE_SM90_STAGES=2")
+[ ${#variants[@]} -gt 0 ] || variants=("")
 for i in "${!variants[@]}"; do
   SAGE_EXTRA_NVCC_FLAGS="${variants[$i]}" python3 scripts/build_local.py --out /tmp/sage_variant_$i --jobs 4 >/tmp/sage_variant_$i.log 2>&1 &
 done

@@ -36,12 +36,19 @@ def test_quantized_tensors_bit_identical_to_emulation(sage, shape, dtype):
     torch.testing.assert_close(gpu.lse_shift.cpu(), cpu.lse_shift, rtol=1e-5, atol=1e-4)
 
 
-@pytest.fixture(params=["dispatched", "simt"])
+def _is_hopper():
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+@pytest.fixture(params=["dispatched", "simt", "sm90_wide", "sm90_narrow"])
 def attention_kernel(request, monkeypatch):
-    """Run a test with the kernel the dispatch picks, and again with the portable SIMT kernel
-    forced (the sm_80/sm_89 path, which a Hopper machine would otherwise never run)."""
-    if request.param == "simt":
-        monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "simt")
+    """Run a test with the kernel the dispatch picks, again with the portable SIMT kernel
+    forced (the sm_80/sm_89 path, which a Hopper machine would otherwise never run), and on
+    Hopper with each of the sm90 kernel's two tilings pinned (the dispatch picks one by size)."""
+    if request.param.startswith("sm90") and not _is_hopper():
+        pytest.skip("the sm90 tilings run on compute capability 9.0 only")
+    if request.param != "dispatched":
+        monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", request.param)
     return request.param
 
 
@@ -100,10 +107,35 @@ def test_kernel_alone_equals_fwd(sage):
 
 
 def test_dispatch_names_a_kernel(sage, attention_kernel):
-    expected = "sm90" if torch.cuda.get_device_capability() == (9, 0) else "simt"
+    expected = "sm90" if _is_hopper() else "simt"
     if attention_kernel == "simt":
         expected = "simt"
     assert sage.attention_kernel_name("cuda") == expected
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernel runs on compute capability 9.0 only")
+@pytest.mark.parametrize(
+    "shape", [(2, 300, 333, 8, 4, 128, False), (1, 1000, 1000, 6, 6, 64, False), (2, 300, 333, 8, 4, 128, True)],
+    ids=shape_id,
+)
+def test_sm90_tilings_agree(sage, shape, monkeypatch):
+    """Wide and narrow tilings run the same per-row arithmetic in the same order: bit-identical
+    without a causal mask. With one, a wide CTA's rows also pass through tiles that are fully
+    masked for them (its other warpgroup's rows see those keys); such a tile adds nothing but
+    still moves O to the tile's V-scale unit, which can change O's last fp32 bit."""
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, device="cuda", seed=17)
+    outs = []
+    for tiling in ("sm90_wide", "sm90_narrow"):
+        monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", tiling)
+        outs.append(sage.fwd(q, k, v, is_causal=causal))
+    (o_w, l_w), (o_n, l_n) = outs
+    assert torch.equal(l_w, l_n)
+    if not causal:
+        assert torch.equal(o_w, o_n)
+    else:
+        assert not o_n.isnan().any()
+        torch.testing.assert_close(o_n.float(), o_w.float(), rtol=1e-2, atol=1e-2 * o_w.float().abs().max().item())
 
 
 def test_fwd_captures_in_a_cuda_graph(sage):

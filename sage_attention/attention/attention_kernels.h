@@ -11,9 +11,19 @@ namespace sage {
 // softmax, FP8-rounded P and V multiplied in fp32 on the CUDA cores.
 void launch_attention_simt(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
 
+// How the Hopper kernel tiles the work (hopper/attention_sm90.cu, NOTES.md):
+//  - kWide: a CTA = 2 warpgroups x 64 query rows sharing 4 K/V stages, one CTA per SM,
+//    the softmax of tile t overlapping the P·V of tile t-1 inside each warpgroup;
+//  - kNarrow: a CTA = 1 warpgroup x 64 rows, 2 stages, three CTAs per SM (168 registers),
+//    each warpgroup serial: the other CTAs' warpgroups fill its gaps.
+// kNarrow has 1.5x the warpgroups per SM but twice the CTAs, so it wins once there are
+// enough tiles to fill its waves; the dispatch chooses (sm90_tiling_for).
+enum class Sm90Tiling { kWide, kNarrow };
+
 // Hopper kernel (sm_90a only; hopper/attention_sm90.cu): INT8 and FP8 wgmma.
 // Declared weak: a build without the 9.0a unit leaves it null and the dispatch
 // falls back to the portable kernel.
-__attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
+__attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling,
+                                                 cudaStream_t stream);
 
 }  // namespace sage

@@ -1,7 +1,7 @@
 // Hopper (sm_90a) SageAttention kernel: INT8 Q·Kᵀ and FP8 P·V on the tensor cores (wgmma).
 //
-// CTA = 2 consumer warpgroups x 64 query rows of one head. Per 128-key tile:
-//   S  = wgmma s8 (Q from registers, K from smem)       -> int32 fragment
+// A warpgroup owns 64 query rows of one head. Per 128-key tile:
+//   S  = wgmma s8 (Q from registers or smem, K from smem)  -> int32 fragment
 //   online softmax (online_softmax.cuh); P = fp8(448 * exp2(s - m)) stays in registers
 //   O = O * alpha * v_unit / v_scale_tile, then O += wgmma e4m3 (P from registers, Vᵀ from smem)
 //   (fp32 accumulator in registers; V's per-tile scale folded into the rescale factor)
@@ -11,9 +11,13 @@
 // warp arrives on the stage's "empty" mbarrier once its P·V product has read it. The
 // issuing thread refills a stage as soon as it is free without waiting for it (it
 // blocks only when its own warpgroup is about to need a tile not yet issued), and no
-// CTA-wide barrier sits in the loop: the two warpgroups drift apart by up to
-// kStages - 1 tiles, so one's softmax runs while the other's wgmma does. Within a
-// warpgroup, the softmax of tile t runs while the P·V of tile t-1 is on the tensor cores.
+// CTA-wide barrier sits in the loop.
+// Two tilings (Tiling below; the dispatch picks one per call):
+//  - wide: 2 warpgroups per CTA, one CTA per SM; the warpgroups drift apart by up to
+//    kStages - 1 tiles, and within a warpgroup the softmax of tile t runs while the P·V
+//    of tile t-1 is on the tensor cores;
+//  - narrow: 1 warpgroup per CTA, three CTAs per SM, each warpgroup serial; the other
+//    CTAs' warpgroups overlap its waits.
 // Numerics follow torch-ext/sage_attention/emulation_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -35,33 +39,39 @@ namespace sage {
 namespace sm90 {
 namespace {
 
-constexpr int kWarpgroups = 2;
-constexpr int kThreads = 128 * kWarpgroups;
-constexpr int kRows = 64 * kWarpgroups;
-// Compile-time switches (scripts/sm90_variants.sh builds and times variants side by side).
-#ifndef SAGE_SM90_STAGES  // K/V shared-memory stages
-#define SAGE_SM90_STAGES 4
-#endif
-#ifndef SAGE_SM90_PINGPONG  // warpgroups take turns issuing wgmmas (measured: no gain, off)
-#define SAGE_SM90_PINGPONG 0
-#endif
-#ifndef SAGE_SM90_Q_IN_REGISTERS  // Q·Kᵀ reads Q from registers (1) or from shared memory (0)
-#define SAGE_SM90_Q_IN_REGISTERS 1
-#endif
+// The two tilings (Sm90Tiling, attention_kernels.h). Measured on the H100 (NOTES.md, v11):
+// narrow is 13% faster than wide at 4096 tokens x 32 heads; wide wins when narrow's
+// twice-as-many CTAs would leave a nearly empty last wave.
+template <int Warpgroups, int CtasPerSm, int Stages, bool OverlapSoftmax>
+struct Tiling {
+  static constexpr int kWarpgroups = Warpgroups;  // consumer warpgroups per CTA, 64 query rows each
+  static constexpr int kCtasPerSm = CtasPerSm;    // resident CTAs per SM: sets the register cap
+  static constexpr int kStages = Stages;          // K/V shared-memory stages
+  // true: softmax(t) runs while P·V(t-1) is on the tensor cores (P double-buffered, Q in
+  // registers, ~250 registers). false: serial, P·V(t) waited within its tile, Q·Kᵀ reads Q
+  // from shared memory (fits 168 registers, so three CTAs share an SM).
+  static constexpr bool kOverlapSoftmax = OverlapSoftmax;
+  static constexpr bool kQInRegisters = OverlapSoftmax;
+  static constexpr int kPBuffers = OverlapSoftmax ? 2 : 1;
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kRows = 64 * kWarpgroups;
+  static_assert(kQPad % kRows == 0, "a CTA's Q rows are one contiguous piece of a stored Q tile");
+};
+using WideTiling = Tiling<2, 1, 4, true>;
+using NarrowTiling = Tiling<1, 3, 2, false>;
+
 // Diagnostic build only (wrong results, timing only): copy only the first kStages K/V
 // tiles and reuse them. (A "no softmax" switch existed until it turned out that ptxas
 // serializes its wgmmas (C7511), which made its timings meaningless; NOTES.md.)
 #ifndef SAGE_SM90_DIAG_NO_COPY
 #define SAGE_SM90_DIAG_NO_COPY 0
 #endif
-constexpr int kStages = SAGE_SM90_STAGES;
-constexpr bool kPingPong = SAGE_SM90_PINGPONG;
-static_assert(kRows == kQPad, "a CTA's Q rows are one stored Q tile");
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
-template <int D>
+template <int D, typename T>
 struct Smem {
-  static constexpr int kQ = kRows * D;
+  static constexpr int kStages = T::kStages;
+  static constexpr int kQ = T::kRows * D;
   static constexpr int kK = kKvTile * D;
   static constexpr int kV = D * kKvTile;
   static constexpr int kBarriers = kQ + kStages * (kK + kV);  // offset of the mbarriers
@@ -94,9 +104,11 @@ __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) 
   }
 }
 
-template <int D, typename OutT>
-__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
-  using S = Smem<D>;
+template <int D, typename OutT, typename T>
+__global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
+    attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
+  using S = Smem<D, T>;
+  constexpr int kStages = T::kStages, kRows = T::kRows, kThreads = T::kThreads, kPBuffers = T::kPBuffers;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   // Swizzled tiles must start on 1024-byte boundaries.
   uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
@@ -119,19 +131,20 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
 
   const int64_t n_keys = visible_keys(p, row0, kRows);
-  const int64_t n_tiles = n_keys > 0 ? ceil_div(n_keys, kKvTile) : 0;
+  // Tile counters are 32-bit (2^31 tiles of 128 keys is far beyond any kv_len); addresses are 64-bit.
+  const int n_tiles = n_keys > 0 ? int(ceil_div(n_keys, kKvTile)) : 0;
 
   const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * D;
   const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * D;
   const uint8_t* v_src = p.v_fp8 + bhk * p.n_kv_tiles * S::kV;
-  auto issue_tile = [&](int64_t t, int stage) {
+  auto issue_tile = [&](int t, int stage) {
     if (SAGE_SM90_DIAG_NO_COPY && t >= kStages) {
       mbarrier_arrive(&full[stage]);
       return;
     }
     mbarrier_arrive_expect_tx(&full[stage], S::kK + S::kV);
-    bulk_copy_g2s(k_s + stage * S::kK, k_src + t * S::kK, S::kK, &full[stage]);
-    bulk_copy_g2s(v_s + stage * S::kV, v_src + t * S::kV, S::kV, &full[stage]);
+    bulk_copy_g2s(k_s + stage * S::kK, k_src + int64_t(t) * S::kK, S::kK, &full[stage]);
+    bulk_copy_g2s(v_s + stage * S::kV, v_src + int64_t(t) * S::kV, S::kV, &full[stage]);
   };
   if (tid == 0) {
     mbarrier_init(q_full, 1);
@@ -147,11 +160,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     mbarrier_arrive_expect_tx(q_full, S::kQ);
     bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
   }
-  int64_t issued = 0;  // tiles whose copy has been issued (meaningful in thread 0 only)
+  int issued = 0;  // tiles whose copy has been issued (meaningful in thread 0 only)
   // Thread 0: issue every tile whose stage is free, up to `need` (blocking for tiles < need).
-  auto issue_ready = [&](int64_t need) {
+  auto issue_ready = [&](int need) {
     while (issued < n_tiles && issued < need + kStages) {
-      const int stage = int(issued % kStages);
+      const int stage = issued % kStages;
       if (issued >= kStages) {
         const uint32_t freed = uint32_t(issued / kStages - 1) & 1u;  // parity of the consumption that frees it
         if (issued < need) {
@@ -179,32 +192,23 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 #pragma unroll
   for (int i = 0; i < 64; ++i) s_int[i] = 0;
   const int64_t last_key = p.kv_len - 1;
-  TileMask mask;
-  mask.last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
-  mask.last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
+  const int64_t last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
+  const int64_t last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
 
-  // Pipeline per warpgroup (iteration t): issue Q·Kᵀ of tile t; rescale O; issue P·V of tile
-  // t-1; wait for Q·Kᵀ only; softmax of tile t while P·V of tile t-1 runs on the tensor
-  // cores; then wait for P·V. P is double-buffered in registers (the in-flight P·V reads one
-  // buffer while the softmax writes the other). With SAGE_SM90_PINGPONG the two warpgroups
-  // also take turns issuing (named barriers 1 and 2); measured no faster, so off by default.
-  const int my_turn = 1 + wg, other_turn = 2 - wg;
-  auto take_turn = [&] {
-    if constexpr (kPingPong) named_barrier_sync(my_turn, kThreads);
-  };
-  auto pass_turn = [&] {
-    if constexpr (kPingPong) named_barrier_arrive(other_turn, kThreads);
-  };
-  if (kPingPong && wg == 1) named_barrier_arrive(1, kThreads);  // warpgroup 0 goes first
+  // Pipeline per warpgroup, wide tiling (iteration t): issue Q·Kᵀ of tile t; rescale O; issue
+  // P·V of tile t-1; wait for Q·Kᵀ only; softmax of tile t while P·V of tile t-1 runs on the
+  // tensor cores; then wait for P·V. P is double-buffered in registers (the in-flight P·V reads
+  // one buffer while the softmax writes the other). (Warpgroups taking turns to issue, FA3's
+  // ping-pong, measured no faster: v8b in NOTES.md.)
   float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
-  uint32_t p_frag[2][4][4];
-  auto wait_tile = [&](int64_t t) {
+  uint32_t p_frag[kPBuffers][4][4];
+  auto wait_tile = [&](int t) {
     if (tid == 0) issue_ready(t + 1);
     mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
   };
   // This thread's Q fragments (A operand layout: rows g and g+8 of its warp's 16, bytes
   // 4t..4t+3 and 16+4t..16+4t+3 of each 32-byte K step), loaded once from shared memory.
-  uint32_t q_frag[D / 32][4];
+  uint32_t q_frag[T::kQInRegisters ? D / 32 : 1][4];
   auto load_q_fragments = [&] {
     const int r_a = wg * 64 + warp * 16 + g, r_b = r_a + 8;
 #pragma unroll
@@ -221,7 +225,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     for (int ks = 0; ks < D / 32; ++ks) {
       const uint64_t desc_k =
           smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
-      if constexpr (SAGE_SM90_Q_IN_REGISTERS) {
+      if constexpr (T::kQInRegisters) {
         wgmma_m64n128k32_s8_rs(s_int, q_frag[ks], desc_k, ks > 0);
       } else {
         wgmma_m64n128k32_s8(
@@ -246,46 +250,47 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     wgmma_fence();
 #pragma unroll
     for (int c = 0; c < 4; ++c) {  // Vᵀ rows are 128 keys: always the 128-byte swizzle
-      pv_wgmma<D>(acc, p_frag[decltype(buf)::value][c],
+      pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c],
                   smem_desc(v_s + stage * S::kV + c * 32, 128, 1024, SmemLayout::kSwizzle128), true);
     }
     wgmma_commit();
   };
   // Per-tile scales are prefetched one tile ahead into registers, off the critical path.
   float next_ks0 = 0.f, next_ks1 = 0.f, next_vs = 0.f;
-  auto prefetch_scales = [&](int64_t t) {
+  const float* k_scales = p.k_scale + bhk * p.n_k_scale_blocks;  // this kv head's scales
+  const float* v_scales = p.v_scale + bhk * p.n_kv_tiles;
+  auto prefetch_scales = [&](int t) {
     if (t >= n_tiles) return;
-    const int64_t kb = 2 * t;
-    next_ks0 = p.k_scale[bhk * p.n_k_scale_blocks + kb];
-    next_ks1 = kb + 1 < p.n_k_scale_blocks ? p.k_scale[bhk * p.n_k_scale_blocks + kb + 1] : 0.f;
-    next_vs = p.v_scale[bhk * p.n_kv_tiles + t];
+    next_ks0 = k_scales[2 * t];
+    next_ks1 = 2 * t + 1 < p.n_k_scale_blocks ? k_scales[2 * t + 1] : 0.f;
+    next_vs = v_scales[t];
   };
-  auto softmax = [&](auto buf, int64_t t) {
+  auto softmax = [&](auto buf, int t) {
     const float ks0 = next_ks0, ks1 = next_ks1;
     tile_vs = next_vs;
     prefetch_scales(t + 1);
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
-    mask.key0 = t * kKvTile;
-    constexpr int b = decltype(buf)::value;
+    const int64_t key0 = int64_t(t) * kKvTile;
+    constexpr int b = decltype(buf)::value % kPBuffers;
     // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
-    if (mask.key0 + kKvTile - 1 > last_key || (p.is_causal && mask.key0 + kKvTile - 1 > row0 + causal_offset)) {
+    if (key0 + kKvTile - 1 > last_key || (p.is_causal && key0 + kKvTile - 1 > row0 + causal_offset)) {
+      const TileMask mask{int(max(min(last_key_a - key0, int64_t(kKvTile - 1)), int64_t(-1))),
+                          int(max(min(last_key_b - key0, int64_t(kKvTile - 1)), int64_t(-1)))};
       softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
     } else {
-      softmax_tile<false>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
+      softmax_tile<false>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
     }
   };
   // One steady-state iteration: tile t's Q·Kᵀ and softmax (into P buffer B), tile t-1's P·V.
-  auto iteration = [&](auto buf, int64_t t) {
+  auto iteration = [&](auto buf, int t) {
     constexpr int B = decltype(buf)::value;
-    const int stage = int(t % kStages), prev_stage = int((t - 1) % kStages);
+    const int stage = t % kStages, prev_stage = (t - 1) % kStages;
     wait_tile(t);
-    take_turn();
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
     rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-    pass_turn();
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     softmax(buf, t);
@@ -296,38 +301,59 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 
   prefetch_scales(0);
   mbarrier_wait(q_full, 0);
-  if constexpr (SAGE_SM90_Q_IN_REGISTERS) load_q_fragments();
-  if (n_tiles > 0) {
+  if constexpr (T::kQInRegisters) load_q_fragments();
+  if constexpr (!T::kOverlapSoftmax) {
+    // Narrow tiling: serial per warpgroup (the SM's other CTAs fill the gaps): Q·Kᵀ(t),
+    // wait, softmax into the single P buffer, P·V(t), wait.
+    for (int t = 0; t < n_tiles; ++t) {
+      const int stage = t % kStages;
+      wait_tile(t);
+      wgmma_fence();
+      issue_qk(stage);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs(s_int);
+      fence_regs(acc);
+      if (t > 0 && lane == 0) mbarrier_arrive(&empty[(t - 1) % kStages]);
+      softmax(std::integral_constant<int, 0>{}, t);
+      // The row sums read the scores' registers; without this fence the compiler sinks
+      // them below the P·V issue, and ptxas then serializes every wgmma (C7514).
+      fence_row_state(state_a, state_b);
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
+      // Waiting here (not after the next Q·Kᵀ issue) keeps P and O out of the registers live
+      // across the next Q·Kᵀ: 168 registers are enough without spills.
+      wgmma_wait<0>();
+      fence_regs(acc);
+    }
+    wgmma_wait<0>();  // unconditional, so ptxas sees every path to the epilogue waited
+    fence_regs(acc);
+    if (n_tiles > 0 && lane == 0) mbarrier_arrive(&empty[(n_tiles - 1) % kStages]);
+  } else if (n_tiles > 0) {
     wait_tile(0);
-    take_turn();
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(0);
     wgmma_commit();
-    pass_turn();
     wgmma_wait<0>();
     fence_regs(s_int);
     softmax(std::integral_constant<int, 0>{}, 0);
-    int64_t t = 1;
+    int t = 1;
     for (; t + 1 < n_tiles; t += 2) {
       iteration(std::integral_constant<int, 1>{}, t);
       iteration(std::integral_constant<int, 0>{}, t + 1);
     }
     if (t < n_tiles) iteration(std::integral_constant<int, 1>{}, t);
     // Last tile's P·V (its softmax wrote buffer (n_tiles - 1) & 1).
-    const int last_stage = int((n_tiles - 1) % kStages);
-    take_turn();
+    const int last_stage = (n_tiles - 1) % kStages;
     if ((n_tiles - 1) & 1) {
       rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage);
     } else {
       rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage);
     }
-    pass_turn();
     wgmma_wait<0>();
     fence_regs(acc);
     if (lane == 0) mbarrier_arrive(&empty[last_stage]);
   }
-  if (kPingPong && wg == 0) named_barrier_sync(1, kThreads);  // consume warpgroup 1's last hand-over
 
   // Epilogue: normalise, write O (only real rows and channels) and lse.
 #pragma unroll
@@ -353,10 +379,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
   }
 }
 
-template <int D, typename OutT>
+template <int D, typename OutT, typename T>
 void launch(const AttentionParams& p, cudaStream_t stream) {
-  constexpr int kSmem = Smem<D>::kBytes;
-  auto kernel = attention_sm90_kernel<D, OutT>;
+  constexpr int kSmem = Smem<D, T>::kBytes;
+  static_assert(T::kCtasPerSm * (kSmem + 1024) <= 228 * 1024, "the CTAs of one SM must fit its shared memory");
+  auto kernel = attention_sm90_kernel<D, OutT, T>;
   static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
   int device = 0;
   cudaGetDevice(&device);
@@ -364,18 +391,27 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
   }
-  dim3 grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
-  launch_overlapping_previous(kernel, grid, dim3(kThreads), kSmem, stream, p);
+  dim3 grid(unsigned(ceil_div(p.q_len, T::kRows)), p.heads_q, p.batch);
+  launch_overlapping_previous(kernel, grid, dim3(T::kThreads), kSmem, stream, p);
+}
+
+template <typename T>
+void launch_tiling(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
+  if (out_bf16) {
+    p.dim_padded == 64 ? launch<64, __nv_bfloat16, T>(p, stream) : launch<128, __nv_bfloat16, T>(p, stream);
+  } else {
+    p.dim_padded == 64 ? launch<64, __half, T>(p, stream) : launch<128, __half, T>(p, stream);
+  }
 }
 
 }  // namespace
 }  // namespace sm90
 
-void launch_attention_sm90(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
-  if (out_bf16) {
-    p.dim_padded == 64 ? sm90::launch<64, __nv_bfloat16>(p, stream) : sm90::launch<128, __nv_bfloat16>(p, stream);
+void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling, cudaStream_t stream) {
+  if (tiling == Sm90Tiling::kNarrow) {
+    sm90::launch_tiling<sm90::NarrowTiling>(p, out_bf16, stream);
   } else {
-    p.dim_padded == 64 ? sm90::launch<64, __half>(p, stream) : sm90::launch<128, __half>(p, stream);
+    sm90::launch_tiling<sm90::WideTiling>(p, out_bf16, stream);
   }
 }
 

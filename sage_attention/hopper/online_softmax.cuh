@@ -35,6 +35,12 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// Pins the row states' values at this point of the instruction stream (orders their
+// computation before the next volatile asm, e.g. a wgmma issue).
+__device__ __forceinline__ void fence_row_state(RowState& a, RowState& b) {
+  asm volatile("" : "+f"(a.m), "+f"(a.l), "+f"(b.m), "+f"(b.l)::"memory");
+}
+
 // MUFU.EX2 alone (exp2f adds a range check and two fix-up multiplies per call): results
 // below 2^-126 flush to 0, which FP8 P would round to 0 anyway; ex2(-inf) = 0.
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -53,11 +59,11 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
   return lo | (hi << 16);
 }
 
-// Which keys each row may see, for tiles that need masking.
+// Which keys of a tile each row may see, for tiles that need masking: the offset in the
+// tile of the last visible key (-1: none, 127: all), 32-bit so the compares stay cheap.
 struct TileMask {
-  int64_t key0;         // first key of the tile
-  int64_t last_key_a;   // last visible key of row g (kv_len-1, or the causal limit)
-  int64_t last_key_b;   // last visible key of row g+8
+  int last_a;  // row g
+  int last_b;  // row g+8
 };
 
 // One tile: updates the row states, returns the rescale factors of the two rows and
@@ -78,9 +84,9 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
     for (int i = 0; i < 16; ++i) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int64_t key = mask.key0 + 8 * i + 2 * t4 + e;
-        x[4 * i + e] = key > mask.last_key_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
-        x[4 * i + 2 + e] = key > mask.last_key_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
+        const int key = 8 * i + 2 * t4 + e;
+        x[4 * i + e] = key > mask.last_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
+        x[4 * i + 2 + e] = key > mask.last_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
       }
     }
     max_a = max_b = -INFINITY;

@@ -42,6 +42,14 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
 }
 
 // Accumulator registers are bound to the asm below; keep the compiler from moving reads across the wait.
+// Floats are fenced as floats: a "+r" on a float makes the compiler keep a loop-carried
+// copy in integer registers, and the mov that makes it would read a wgmma accumulator
+// while the wgmma is in flight (ptxas then serializes every wgmma, C7514).
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
 template <typename T, int N>
 __device__ __forceinline__ void fence_regs(T (&r)[N]) {
 #pragma unroll
