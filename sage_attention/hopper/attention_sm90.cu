@@ -55,7 +55,9 @@ struct Tiling {
   static constexpr int kPBuffers = OverlapSoftmax ? 2 : 1;
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kRows = 64 * kWarpgroups;
-  static_assert(kQPad % kRows == 0, "a CTA's Q rows are one contiguous piece of a stored Q tile");
+  // Q rows are stored in tiles of kQPad rows whose layout repeats every 64 rows, so any
+  // 64-row-aligned run of rows is one contiguous block (a CTA past the padded end copies less).
+  static_assert(kRows % 64 == 0 && kQPad % 64 == 0, "a CTA's Q rows start on a 64-row boundary");
 };
 using WideTiling = Tiling<2, 1, 4, true>;
 using NarrowTiling = Tiling<1, 3, 2, false>;
@@ -157,8 +159,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   __syncthreads();
   wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
   if (tid == 0) {
-    mbarrier_arrive_expect_tx(q_full, S::kQ);
-    bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
+    // Rows past the padded end (a 192-row CTA over 128-row tiles) are left unloaded: their
+    // q_scale is 0 and they are never written.
+    const uint32_t q_bytes = uint32_t(min(int64_t(kRows), p.q_len_padded - row0)) * D;
+    mbarrier_arrive_expect_tx(q_full, q_bytes);
+    bulk_copy_g2s(q_s, q_src, q_bytes, q_full);
   }
   int issued = 0;  // tiles whose copy has been issued (meaningful in thread 0 only)
   // Thread 0: issue every tile whose stage is free, up to `need` (blocking for tiles < need).
@@ -304,7 +309,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   if constexpr (T::kQInRegisters) load_q_fragments();
   if constexpr (!T::kOverlapSoftmax) {
     // Narrow tiling: serial per warpgroup (the SM's other CTAs fill the gaps): Q·Kᵀ(t),
-    // wait, softmax into the single P buffer, P·V(t), wait.
+    // wait, softmax into the single P buffer, P·V(t), wait. Waiting for P·V(t) here (not
+    // after the next Q·Kᵀ issue) keeps P and O out of the registers live across the next
+    // Q·Kᵀ: 168 registers are enough without spills. Tile t-1's stage is released after
+    // Q·Kᵀ(t) and refilled at the next tile's wait (releasing it right after P·V(t-1) and
+    // refilling at once cut the copy stalls but was 10% slower: v11c in NOTES.md).
     for (int t = 0; t < n_tiles; ++t) {
       const int stage = t % kStages;
       wait_tile(t);
@@ -313,20 +322,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(s_int);
-      fence_regs(acc);
       if (t > 0 && lane == 0) mbarrier_arrive(&empty[(t - 1) % kStages]);
       softmax(std::integral_constant<int, 0>{}, t);
       // The row sums read the scores' registers; without this fence the compiler sinks
       // them below the P·V issue, and ptxas then serializes every wgmma (C7514).
       fence_row_state(state_a, state_b);
       rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
-      // Waiting here (not after the next Q·Kᵀ issue) keeps P and O out of the registers live
-      // across the next Q·Kᵀ: 168 registers are enough without spills.
       wgmma_wait<0>();
       fence_regs(acc);
     }
-    wgmma_wait<0>();  // unconditional, so ptxas sees every path to the epilogue waited
-    fence_regs(acc);
     if (n_tiles > 0 && lane == 0) mbarrier_arrive(&empty[(n_tiles - 1) % kStages]);
   } else if (n_tiles > 0) {
     wait_tile(0);

@@ -5,9 +5,9 @@
 // s[4i+2..3] = row g+8, same keys. A row's 128 values live in the 4 threads of a quad.
 //
 // Same arithmetic as torch-ext/sage_attention/emulation_attention.py up to the last
-// bit of fp32 rounding: per score element the fast path spends an IADD + FADD (exact
-// int -> float, instead of the quarter-rate I2F), one FFMA (scale and subtract the
-// max), one EX2, one FADD (row sum) and half a conversion to FP8. The factor 448 of
+// bit of fp32 rounding: per score element the fast path spends an I2FP (exact int ->
+// float), an FMNMX (row max), one FFMA (scale and subtract the max), one EX2, one FADD
+// (row sum) and half a conversion to FP8. The factor 448 of
 // P's FP8 scaling is folded into the exponent, so the row sum is kept times 448.
 #pragma once
 #include <cuda_fp8.h>
@@ -49,8 +49,10 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// Exact for |x| < 2^22 (an int8 dot product over <= 256 channels is below 2^22).
-__device__ __forceinline__ float exact_int_to_float(int x) { return __int_as_float(x + 0x4B400000) - 12582912.0f; }
+// Exact for |x| < 2^24 (an int8 dot product over <= 256 channels is below 2^22). On sm_90
+// this is one I2FP instruction (ALU pipe), not the quarter-rate I2F: measured 1.6-3% faster
+// than the magic-constant add + subtract it replaced (v11b, NOTES.md).
+__device__ __forceinline__ float exact_int_to_float(int x) { return __int2float_rn(x); }
 
 // Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
