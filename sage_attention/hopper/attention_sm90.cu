@@ -39,7 +39,7 @@ namespace sage {
 namespace sm90 {
 namespace {
 
-// The two tilings (Sm90Tiling, attention_kernels.h). Measured on the H100 (NOTES.md, v11):
+// The two tilings (Sm90Tiling, attention_kernels.h). Measured on the H100 (NOTES.md, v12):
 // narrow is 13% faster than wide at 4096 tokens x 32 heads; wide wins when narrow's
 // twice-as-many CTAs would leave a nearly empty last wave.
 template <int Warpgroups, int CtasPerSm, int Stages, bool OverlapSoftmax>
@@ -313,7 +313,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     // after the next Q·Kᵀ issue) keeps P and O out of the registers live across the next
     // Q·Kᵀ: 168 registers are enough without spills. Tile t-1's stage is released after
     // Q·Kᵀ(t) and refilled at the next tile's wait (releasing it right after P·V(t-1) and
-    // refilling at once cut the copy stalls but was 10% slower: v11c in NOTES.md).
+    // refilling at once cut the copy stalls but was 10% slower: v12c in NOTES.md).
     for (int t = 0; t < n_tiles; ++t) {
       const int stage = t % kStages;
       wait_tile(t);

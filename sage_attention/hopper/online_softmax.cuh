@@ -51,7 +51,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 // Exact for |x| < 2^24 (an int8 dot product over <= 256 channels is below 2^22). On sm_90
 // this is one I2FP instruction (ALU pipe), not the quarter-rate I2F: measured 1.6-3% faster
-// than the magic-constant add + subtract it replaced (v11b, NOTES.md).
+// than the magic-constant add + subtract it replaced (v12b, NOTES.md).
 __device__ __forceinline__ float exact_int_to_float(int x) { return __int2float_rn(x); }
 
 // Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
