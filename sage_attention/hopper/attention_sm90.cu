@@ -68,6 +68,12 @@ using NarrowTiling = Tiling<1, 3, 2, false>;
 #ifndef SAGE_SM90_DIAG_NO_COPY
 #define SAGE_SM90_DIAG_NO_COPY 0
 #endif
+// Diagnostic build only (lse is overwritten): the narrow loop's warp 1 sums SM clock cycles
+// per phase (tile wait, Q·Kᵀ, softmax, P·V) over its tiles and writes the four sums and the
+// tile count into lse[row0 .. row0 + 4] of its CTA (scripts/sm90_phase_clocks.py reads them).
+#ifndef SAGE_SM90_DIAG_CLOCKS
+#define SAGE_SM90_DIAG_CLOCKS 0
+#endif
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
 template <int D, typename T>
@@ -307,31 +313,48 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   prefetch_scales(0);
   mbarrier_wait(q_full, 0);
   if constexpr (T::kQInRegisters) load_q_fragments();
+  [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0;  // SAGE_SM90_DIAG_CLOCKS only
   if constexpr (!T::kOverlapSoftmax) {
     // Narrow tiling: serial per warpgroup (the SM's other CTAs fill the gaps): Q·Kᵀ(t),
     // wait, softmax into the single P buffer, P·V(t), wait. Waiting for P·V(t) here (not
     // after the next Q·Kᵀ issue) keeps P and O out of the registers live across the next
-    // Q·Kᵀ: 168 registers are enough without spills. Tile t-1's stage is released after
-    // Q·Kᵀ(t) and refilled at the next tile's wait (releasing it right after P·V(t-1) and
-    // refilling at once cut the copy stalls but was 10% slower: v12c in NOTES.md).
+    // Q·Kᵀ: 168 registers are enough without spills. Tile t's stage is released as soon as
+    // its P·V is done, and thread 0 refills it (tile t + 2) at the next tile's wait, without
+    // blocking when a warp has not released it yet: a copy then has a whole tile's time to
+    // land. (Releasing it only after the next Q·Kᵀ left every copy issued just before it was
+    // needed, ~1,400 cycles a tile; refilling right after P·V with thread 0 blocking on the
+    // other warps was 10% slower still: v12c/v12e in NOTES.md.)
+    auto stamp = [&](int i) {  // SAGE_SM90_DIAG_CLOCKS only
+      if constexpr (SAGE_SM90_DIAG_CLOCKS) {
+        uint32_t now;
+        asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+        if (i >= 0) phase[i] += now - clk;
+        clk = now;
+      }
+    };
     for (int t = 0; t < n_tiles; ++t) {
       const int stage = t % kStages;
+      stamp(-1);
       wait_tile(t);
+      stamp(0);
       wgmma_fence();
       issue_qk(stage);
       wgmma_commit();
       wgmma_wait<0>();
       fence_regs(s_int);
-      if (t > 0 && lane == 0) mbarrier_arrive(&empty[(t - 1) % kStages]);
+      stamp(1);
       softmax(std::integral_constant<int, 0>{}, t);
       // The row sums read the scores' registers; without this fence the compiler sinks
       // them below the P·V issue, and ptxas then serializes every wgmma (C7514).
       fence_row_state(state_a, state_b);
+      stamp(2);
       rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
       wgmma_wait<0>();
       fence_regs(acc);
+      if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it at the next tile's wait
+      stamp(3);
     }
-    if (n_tiles > 0 && lane == 0) mbarrier_arrive(&empty[(n_tiles - 1) % kStages]);
+
   } else if (n_tiles > 0) {
     wait_tile(0);
     fence_regs(s_int);
@@ -379,6 +402,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if (t4 == 0) {
       p.lse[bh * p.q_len + row] =
           has_keys ? (st.m + log2f(st.l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+    }
+  }
+  if constexpr (SAGE_SM90_DIAG_CLOCKS && !T::kOverlapSoftmax) {
+    __syncthreads();  // after every warp's epilogue wrote its lse
+    if (warp == 1 && lane == 0 && row0 + 5 <= p.q_len) {
+      for (int i = 0; i < 4; ++i) p.lse[bh * p.q_len + row0 + i] = float(phase[i]);
+      p.lse[bh * p.q_len + row0 + 4] = float(n_tiles);
     }
   }
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Where a narrow-tiling warpgroup spends its cycles per 128-key tile (diagnostic).
+
+Needs a build with -DSAGE_SM90_DIAG_CLOCKS=1 (its lse output is overwritten, so only the
+timing is meaningful):
+    SAGE_EXTRA_NVCC_FLAGS=-DSAGE_SM90_DIAG_CLOCKS=1 python scripts/build_local.py --out /tmp/sage_clocks
+    python scripts/sm90_phase_clocks.py --build-dir /tmp/sage_clocks [--shape 4,4096,32,128]
+Prints SM clock cycles per tile, averaged over CTAs: waiting for the K/V tile, Q·Kᵀ issue to
+done, softmax, rescale + P·V issue to done.
+"""
+import argparse
+import os
+import pathlib
+
+import torch
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--shape", default="4,4096,32,128", help="B,L,H,D")
+    args = ap.parse_args()
+    os.environ["SAGE_ATTENTION_FORCE_KERNEL"] = "sm90_narrow"
+    import kernels
+
+    sage = kernels.get_local_kernel(pathlib.Path(args.build_dir))
+    b, seq, h, d = (int(x) for x in args.shape.split(","))
+    q, k, v = (torch.randn(b, seq, h, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    for _ in range(3):
+        _, lse = sage.fwd(q, k, v)
+    torch.cuda.synchronize()
+    ctas = lse[:, :, : seq // 64 * 64].reshape(b, h, seq // 64, 64)[..., :5].reshape(-1, 5).double()
+    tiles = ctas[:, 4].sum()
+    names = ["wait for K/V tile", "Q·Kᵀ issue -> done", "softmax", "rescale + P·V issue -> done"]
+    per_tile = [(ctas[:, i].sum() / tiles).item() for i in range(4)]
+    print(f"shape {args.shape}: {ctas.shape[0]} CTAs, {int(tiles.item())} tiles (warp 1 of each CTA)")
+    for n, c in zip(names, per_tile):
+        print(f"  {n:30s} {c:8.0f} cycles/tile")
+    print(f"  {'total':30s} {sum(per_tile):8.0f} cycles/tile")
+
+
+if __name__ == "__main__":
+    main()
