@@ -68,9 +68,11 @@ using NarrowTiling = Tiling<1, 3, 2, false>;
 #ifndef SAGE_SM90_DIAG_NO_COPY
 #define SAGE_SM90_DIAG_NO_COPY 0
 #endif
-// Diagnostic build only (lse is overwritten): the narrow loop's warp 1 sums SM clock cycles
-// per phase (tile wait, Q·Kᵀ, softmax, P·V) over its tiles and writes the four sums and the
-// tile count into lse[row0 .. row0 + 4] of its CTA (scripts/sm90_phase_clocks.py reads them).
+// Diagnostic build only (lse is overwritten): warp 1 of each CTA sums SM clock cycles per
+// loop phase over its tiles and writes the four sums and the tile count into lse[row0 ..
+// row0 + 4] of its CTA (scripts/sm90_phase_clocks.py reads them). Phases, narrow: tile wait,
+// Q·Kᵀ, softmax, P·V; wide: tile wait, Q·Kᵀ(t) + P·V(t-1) issue until Q·Kᵀ is done, softmax,
+// the rest of P·V(t-1).
 #ifndef SAGE_SM90_DIAG_CLOCKS
 #define SAGE_SM90_DIAG_CLOCKS 0
 #endif
@@ -292,11 +294,24 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       softmax_tile<false>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
     }
   };
+  // SAGE_SM90_DIAG_CLOCKS: SM cycles per loop phase, summed over the tiles of this warp.
+  [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0, stamped_tiles = 0;
+  auto stamp = [&](int i) {
+    if constexpr (SAGE_SM90_DIAG_CLOCKS) {
+      uint32_t now;
+      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+      if (i >= 0) phase[i] += now - clk;
+      if (i == 3) ++stamped_tiles;
+      clk = now;
+    }
+  };
   // One steady-state iteration: tile t's Q·Kᵀ and softmax (into P buffer B), tile t-1's P·V.
   auto iteration = [&](auto buf, int t) {
     constexpr int B = decltype(buf)::value;
     const int stage = t % kStages, prev_stage = (t - 1) % kStages;
+    stamp(-1);
     wait_tile(t);
+    stamp(0);
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(stage);
@@ -304,16 +319,18 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
+    stamp(1);
     softmax(buf, t);
+    stamp(2);
     wgmma_wait<0>();
     fence_regs(acc);
+    stamp(3);
     if (lane == 0) mbarrier_arrive(&empty[prev_stage]);  // this warp no longer reads tile t-1
   };
 
   prefetch_scales(0);
   mbarrier_wait(q_full, 0);
   if constexpr (T::kQInRegisters) load_q_fragments();
-  [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0;  // SAGE_SM90_DIAG_CLOCKS only
   if constexpr (!T::kOverlapSoftmax) {
     // Narrow tiling: serial per warpgroup (the SM's other CTAs fill the gaps): Q·Kᵀ(t),
     // wait, softmax into the single P buffer, P·V(t), wait. Waiting for P·V(t) here (not
@@ -324,14 +341,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     // land. (Releasing it only after the next Q·Kᵀ left every copy issued just before it was
     // needed, ~1,400 cycles a tile; refilling right after P·V with thread 0 blocking on the
     // other warps was 10% slower still: v12c/v12e in NOTES.md.)
-    auto stamp = [&](int i) {  // SAGE_SM90_DIAG_CLOCKS only
-      if constexpr (SAGE_SM90_DIAG_CLOCKS) {
-        uint32_t now;
-        asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
-        if (i >= 0) phase[i] += now - clk;
-        clk = now;
-      }
-    };
     for (int t = 0; t < n_tiles; ++t) {
       const int stage = t % kStages;
       stamp(-1);
@@ -404,11 +413,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
           has_keys ? (st.m + log2f(st.l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
     }
   }
-  if constexpr (SAGE_SM90_DIAG_CLOCKS && !T::kOverlapSoftmax) {
+  if constexpr (SAGE_SM90_DIAG_CLOCKS) {
     __syncthreads();  // after every warp's epilogue wrote its lse
     if (warp == 1 && lane == 0 && row0 + 5 <= p.q_len) {
       for (int i = 0; i < 4; ++i) p.lse[bh * p.q_len + row0 + i] = float(phase[i]);
-      p.lse[bh * p.q_len + row0 + 4] = float(n_tiles);
+      p.lse[bh * p.q_len + row0 + 4] = float(stamped_tiles);
     }
   }
 }
