@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   // P·V of tile t-1; wait for Q·Kᵀ only; softmax of tile t while P·V of tile t-1 runs on the
   // tensor cores; then wait for P·V. P is double-buffered in registers (the in-flight P·V reads
   // one buffer while the softmax writes the other). (Warpgroups taking turns to issue, FA3's
-  // ping-pong, measured no faster: v8b in NOTES.md.)
+  // ping-pong, measured 2-7% slower: v8b, v12f in NOTES.md.)
   float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
   uint32_t p_frag[kPBuffers][4][4];
   auto wait_tile = [&](int t) {
@@ -363,7 +363,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it at the next tile's wait
       stamp(3);
     }
-
   } else if (n_tiles > 0) {
     wait_tile(0);
     fence_regs(s_int);
