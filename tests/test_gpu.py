@@ -108,8 +108,8 @@ def test_kernel_alone_equals_fwd(sage):
 
 def test_dispatch_names_a_kernel(sage, attention_kernel):
     expected = "sm90" if _is_hopper() else "simt"
-    if attention_kernel == "simt":
-        expected = "simt"
+    if attention_kernel != "dispatched":
+        expected = attention_kernel  # a pinned tiling is named, so a misspelt pin cannot pass unseen
     assert sage.attention_kernel_name("cuda") == expected
 
 
@@ -128,6 +128,7 @@ def test_sm90_tilings_agree(sage, shape, monkeypatch):
     outs = []
     for tiling in ("sm90_wide", "sm90_narrow"):
         monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", tiling)
+        assert sage.attention_kernel_name("cuda") == tiling
         outs.append(sage.fwd(q, k, v, is_causal=causal))
     o_w, l_w = outs[0]
     for o, lse in outs[1:]:
@@ -136,7 +137,8 @@ def test_sm90_tilings_agree(sage, shape, monkeypatch):
             assert torch.equal(o, o_w)
         else:
             assert not o.isnan().any()
-            torch.testing.assert_close(o.float(), o_w.float(), rtol=1e-2, atol=1e-2 * o_w.float().abs().max().item())
+            # about one bf16 rounding step (2^-8 relative) of each element
+            torch.testing.assert_close(o.float(), o_w.float(), rtol=2**-7, atol=1e-4 * o_w.float().abs().max().item())
 
 
 def test_fwd_captures_in_a_cuda_graph(sage):

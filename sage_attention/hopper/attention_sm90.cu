@@ -8,10 +8,10 @@
 // K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
 // bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
 // order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
-// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. The
-// issuing thread refills a stage as soon as it is free without waiting for it (it
-// blocks only when its own warpgroup is about to need a tile not yet issued), and no
-// CTA-wide barrier sits in the loop.
+// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. At each
+// tile's wait the issuing thread refills every stage that is free by then, without
+// waiting for one (it blocks only when its own warpgroup is about to need a tile not yet
+// issued), and no CTA-wide barrier sits in the loop.
 // Two tilings (Tiling below; the dispatch picks one per call):
 //  - wide: 2 warpgroups per CTA, one CTA per SM; the warpgroups drift apart by up to
 //    kStages - 1 tiles, and within a warpgroup the softmax of tile t runs while the P·V
@@ -55,9 +55,9 @@ struct Tiling {
   static constexpr int kPBuffers = OverlapSoftmax ? 2 : 1;
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr int kRows = 64 * kWarpgroups;
-  // Q rows are stored in tiles of kQPad rows whose layout repeats every 64 rows, so any
-  // 64-row-aligned run of rows is one contiguous block (a CTA past the padded end copies less).
-  static_assert(kRows % 64 == 0 && kQPad % 64 == 0, "a CTA's Q rows start on a 64-row boundary");
+  // Q rows are stored in tiles of kQPad rows whose layout repeats every 64 rows, so a CTA's
+  // rows (64 or 128, dividing kQPad) are one contiguous block of a stored tile.
+  static_assert(kQPad % kRows == 0, "a CTA's Q rows lie inside one stored Q tile");
 };
 using WideTiling = Tiling<2, 1, 4, true>;
 using NarrowTiling = Tiling<1, 3, 2, false>;
@@ -71,8 +71,9 @@ using NarrowTiling = Tiling<1, 3, 2, false>;
 // Diagnostic build only (lse is overwritten): warp 1 of each CTA sums SM clock cycles per
 // loop phase over its tiles and writes the four sums and the tile count into lse[row0 ..
 // row0 + 4] of its CTA (scripts/sm90_phase_clocks.py reads them). Phases, narrow: tile wait,
-// Q·Kᵀ, softmax, P·V; wide: tile wait, Q·Kᵀ(t) + P·V(t-1) issue until Q·Kᵀ is done, softmax,
-// the rest of P·V(t-1).
+// Q·Kᵀ, softmax, P·V; wide (steady-state iterations only: the first tile's Q·Kᵀ and softmax
+// and the last P·V are not timed): tile wait, Q·Kᵀ(t) + P·V(t-1) issue until Q·Kᵀ is done,
+// softmax, the rest of P·V(t-1).
 #ifndef SAGE_SM90_DIAG_CLOCKS
 #define SAGE_SM90_DIAG_CLOCKS 0
 #endif
@@ -167,11 +168,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   __syncthreads();
   wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
   if (tid == 0) {
-    // Rows past the padded end (a 192-row CTA over 128-row tiles) are left unloaded: their
-    // q_scale is 0 and they are never written.
-    const uint32_t q_bytes = uint32_t(min(int64_t(kRows), p.q_len_padded - row0)) * D;
-    mbarrier_arrive_expect_tx(q_full, q_bytes);
-    bulk_copy_g2s(q_s, q_src, q_bytes, q_full);
+    mbarrier_arrive_expect_tx(q_full, S::kQ);
+    bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
   }
   int issued = 0;  // tiles whose copy has been issued (meaningful in thread 0 only)
   // Thread 0: issue every tile whose stage is free, up to `need` (blocking for tiles < need).
@@ -414,7 +412,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   }
   if constexpr (SAGE_SM90_DIAG_CLOCKS) {
     __syncthreads();  // after every warp's epilogue wrote its lse
-    if (warp == 1 && lane == 0 && row0 + 5 <= p.q_len) {
+    if (tid == 32 && row0 + 5 <= p.q_len) {  // warp 1 of the CTA (of its first warpgroup)
       for (int i = 0; i < 4; ++i) p.lse[bh * p.q_len + row0 + i] = float(phase[i]);
       p.lse[bh * p.q_len + row0 + 4] = float(stamped_tiles);
     }
