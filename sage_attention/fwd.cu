@@ -271,11 +271,10 @@ std::tuple<at::Tensor, at::Tensor> attention_quantized(const at::Tensor& q_int8,
     TORCH_CHECK(t->is_contiguous() && t->device() == q_int8.device(), "attention_quantized: inputs must be contiguous on one device");
   TORCH_CHECK(q_int8.is_contiguous(), "attention_quantized: q_int8 must be contiguous");
   const c10::cuda::CUDAGuard guard(q_int8.device());
-  const QuantizedBuffers qz{const_cast<int8_t*>(q_int8.data_ptr<int8_t>()), const_cast<float*>(q_scale.data_ptr<float>()),
-                            const_cast<float*>(lse_shift.data_ptr<float>()), const_cast<int8_t*>(k_int8.data_ptr<int8_t>()),
-                            const_cast<float*>(k_scale.data_ptr<float>()), nullptr,
-                            reinterpret_cast<uint8_t*>(const_cast<void*>(v_fp8.data_ptr())),
-                            const_cast<float*>(v_scale.data_ptr<float>())};
+  // The kernel only reads these; QuantizedBuffers is also what the pre-pass writes, hence non-const.
+  const QuantizedBuffers qz{q_int8.data_ptr<int8_t>(), q_scale.data_ptr<float>(), lse_shift.data_ptr<float>(),
+                            k_int8.data_ptr<int8_t>(), k_scale.data_ptr<float>(), nullptr,
+                            reinterpret_cast<uint8_t*>(v_fp8.data_ptr()), v_scale.data_ptr<float>()};
   at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q_int8.options().dtype(out_dtype));
   at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q_int8.options().dtype(at::kFloat));
   run_attention_on(qz, s, is_causal, out, lse);

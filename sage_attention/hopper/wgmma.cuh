@@ -33,14 +33,6 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 
-// Named barriers (ids 1..15; 0 is __syncthreads) over `threads` threads of the CTA.
-__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
 // Accumulator registers are bound to the asm below; keep the compiler from moving reads across the wait.
 // Floats are fenced as floats: a "+r" on a float makes the compiler keep a loop-carried
 // copy in integer registers, and the mov that makes it would read a wgmma accumulator
