@@ -28,7 +28,7 @@ from .quant_config import (
     padded_head_dim,
     round_up,
 )
-from .validation import check_qkv
+from .validation import SUPPORTED_DTYPES, check_qkv
 
 
 def _last_dim_contiguous(x):
@@ -102,8 +102,8 @@ def _attention_kernel_name_cpu(like):
 
 # The quant helper ops (quant_helpers.py): CPU = emulation_quant_helpers.py.
 def _helper_input(x, op):
-    if x.dim() != 4 or x.dtype not in (torch.float16, torch.bfloat16) or not 1 <= x.shape[-1] <= MAX_HEAD_DIM:
-        raise ValueError(f"{op}: x must be a 4-D float16/bfloat16 (batch, seqlen, heads, head_dim<=128) tensor")
+    if x.dim() != 4 or x.dtype not in SUPPORTED_DTYPES or not 1 <= x.shape[-1] <= MAX_HEAD_DIM:
+        raise ValueError(f"{op}: x must be a 4-D float16/bfloat16 (batch, seqlen, heads, head_dim<={MAX_HEAD_DIM}) tensor")
 
 
 @torch.library.register_kernel(add_op_namespace_prefix("quantize_int8_blocks"), "cpu")

@@ -12,9 +12,7 @@ import torch
 from ._ops import ops
 from .emulation_quantize import QuantizedQKV
 from .quant_config import default_softmax_scale
-from .validation import check_qkv
-
-_LAYOUTS = ("HND", "NHD")
+from .validation import check_qkv, check_tensor_layout
 
 
 def fwd(
@@ -72,8 +70,7 @@ def sageattn(
     Returns:
         out in the input layout and dtype, or (out, lse) with return_lse.
     """
-    if tensor_layout not in _LAYOUTS:
-        raise ValueError(f"sage_attention: tensor_layout must be 'HND' or 'NHD', got {tensor_layout!r}")
+    check_tensor_layout(tensor_layout)
     if tensor_layout == "HND":
         for name, t in (("q", q), ("k", k), ("v", v)):
             if not isinstance(t, torch.Tensor) or t.dim() != 4:

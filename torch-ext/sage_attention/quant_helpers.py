@@ -17,21 +17,18 @@ from typing import Optional, Tuple
 import torch
 
 from ._ops import ops
-from .quant_config import SAGE_LOG2E
-from .validation import SUPPORTED_DTYPES
-
-_LAYOUTS = ("HND", "NHD")
+from .quant_config import MAX_HEAD_DIM, SAGE_LOG2E
+from .validation import SUPPORTED_DTYPES, check_tensor_layout
 
 
 def _check(name: str, t: torch.Tensor, tensor_layout: str) -> None:
-    if tensor_layout not in _LAYOUTS:
-        raise ValueError(f"sage_attention: tensor_layout must be 'HND' or 'NHD', got {tensor_layout!r}")
+    check_tensor_layout(tensor_layout)
     if not isinstance(t, torch.Tensor) or t.dim() != 4:
         raise ValueError(f"sage_attention: {name} must be a 4-D tensor")
     if t.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"sage_attention: {name} must be float16 or bfloat16, got {t.dtype}")
-    if not 1 <= t.shape[-1] <= 128:
-        raise ValueError(f"sage_attention: head_dim must be in [1, 128], got {t.shape[-1]}")
+    if not 1 <= t.shape[-1] <= MAX_HEAD_DIM:
+        raise ValueError(f"sage_attention: head_dim must be in [1, {MAX_HEAD_DIM}], got {t.shape[-1]}")
 
 
 def _nhd(t: torch.Tensor, tensor_layout: str) -> torch.Tensor:

@@ -7,6 +7,13 @@ import torch
 from .quant_config import MAX_HEAD_DIM
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
+TENSOR_LAYOUTS = ("HND", "NHD")
+
+
+def check_tensor_layout(tensor_layout: str) -> None:
+    """SageAttention's layout names: "HND" = (B, H, L, d), "NHD" = (B, L, H, d)."""
+    if tensor_layout not in TENSOR_LAYOUTS:
+        raise ValueError(f"sage_attention: tensor_layout must be 'HND' or 'NHD', got {tensor_layout!r}")
 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
