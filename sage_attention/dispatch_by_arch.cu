@@ -14,7 +14,6 @@
 
 #include "attention/attention_kernels.h"
 #include "dispatch_by_arch.h"
-#include "quant_config.h"
 
 namespace sage {
 namespace {
@@ -37,23 +36,14 @@ AttentionKernel choose(int device) {
   return AttentionKernel::kSimt;
 }
 
-// Wide (128 query rows per CTA, one CTA per SM) or narrow (64 rows, three per SM). A full
-// narrow wave does 1.5x a wide wave's rows in ~1.3x its time (H100, 4096 tokens: narrow
-// 13% faster), so compare whole waves: the last wave costs as much as a full one. Causal
-// CTAs differ in work; the same count is used for them (measured: narrow wins there too).
+// Wide (128 query rows per CTA, one CTA per SM) or narrow (64 rows, three per SM). Since v13
+// (NOTES.md) narrow is faster on every standard workload, by 10-44% (flux_L128 0.0366 vs
+// 0.0414 ms, large 1.41 vs 1.77, wan 27.5 vs 30.3), last waves included, so it is the
+// choice; wide stays selectable (SAGE_ATTENTION_FORCE_KERNEL=sm90_wide) and tested.
 // Three narrow CTAs per SM is what the H100/H200's 228 KB of shared memory per SM holds
-// (3 x 75.8 KB); on a part with less, narrow would run fewer per SM and this choice would
-// be off for speed, not for results.
-Sm90Tiling sm90_tiling_for(const AttentionParams& p, int device) {
-  if (forced("sm90_wide")) return Sm90Tiling::kWide;
-  if (forced("sm90_narrow")) return Sm90Tiling::kNarrow;
-  int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  if (sms <= 0) return Sm90Tiling::kWide;
-  const long long heads = static_cast<long long>(p.heads_q) * p.batch;
-  const long long wide_waves = ceil_div(ceil_div(p.q_len, 128) * heads, sms);
-  const long long narrow_waves = ceil_div(ceil_div(p.q_len, 64) * heads, 3LL * sms);
-  return 13 * narrow_waves < 10 * wide_waves ? Sm90Tiling::kNarrow : Sm90Tiling::kWide;
+// (3 x 75.8 KB); on a part with less, narrow would run fewer per SM: slower, still correct.
+Sm90Tiling sm90_tiling_for() {
+  return forced("sm90_wide") ? Sm90Tiling::kWide : Sm90Tiling::kNarrow;
 }
 
 }  // namespace
@@ -64,7 +54,7 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
       launch_attention_simt(p, out_bf16, stream);
       break;
     case AttentionKernel::kSm90:
-      launch_attention_sm90(p, out_bf16, sm90_tiling_for(p, device), stream);
+      launch_attention_sm90(p, out_bf16, sm90_tiling_for(), stream);
       break;
   }
 }

@@ -8,10 +8,11 @@
 // K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
 // bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
 // order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
-// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. At each
-// tile's wait the issuing thread refills every stage that is free by then, without
-// waiting for one (it blocks only when its own warpgroup is about to need a tile not yet
-// issued), and no CTA-wide barrier sits in the loop.
+// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. Right after
+// issuing a tile's wgmmas (while its warps wait for the tensor cores anyway) the issuing
+// thread refills the stages that are free by then (wide: without waiting for one unless its
+// own warpgroup is about to need a tile not yet issued; narrow: the one stage every warp
+// released before that issue), and no CTA-wide barrier sits in the loop.
 // Two tilings (Tiling below; the dispatch picks one per call):
 //  - wide: 2 warpgroups per CTA, one CTA per SM; the warpgroups drift apart by up to
 //    kStages - 1 tiles, and within a warpgroup the softmax of tile t runs while the P·V
@@ -213,10 +214,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   // ping-pong, measured 2-7% slower: v8b, v12f in NOTES.md.)
   float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
   uint32_t p_frag[kPBuffers][4][4];
-  auto wait_tile = [&](int t) {
-    if (tid == 0) issue_ready(t + 1);
-    mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u);
-  };
+  auto wait_tile = [&](int t) { mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u); };
   // This thread's Q fragments (A operand layout: rows g and g+8 of its warp's 16, bytes
   // 4t..4t+3 and 16+4t..16+4t+3 of each 32-byte K step), loaded once from shared memory.
   uint32_t q_frag[T::kQInRegisters ? D / 32 : 1][4];
@@ -231,17 +229,18 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       q_frag[ks][3] = *reinterpret_cast<const uint32_t*>(q_s + tile_offset(r_b, k1, D));
     }
   };
+  // Operand descriptors of stage 0 / K step 0, built once; the loop only adds offsets.
+  const uint64_t k_desc0 = smem_desc(k_s, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
+  const uint64_t q_desc0 = smem_desc(q_s + wg * 64 * D, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
+  const uint64_t v_desc0 = smem_desc(v_s, 128, 1024, SmemLayout::kSwizzle128);  // Vᵀ rows: 128 keys, swizzled
   auto issue_qk = [&](int stage) {
 #pragma unroll
     for (int ks = 0; ks < D / 32; ++ks) {
-      const uint64_t desc_k =
-          smem_desc(k_s + stage * S::kK + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout);
+      const uint64_t desc_k = smem_desc_advance(k_desc0, stage * S::kK + ks * S::kQkStepBytes);
       if constexpr (T::kQInRegisters) {
         wgmma_m64n128k32_s8_rs(s_int, q_frag[ks], desc_k, ks > 0);
       } else {
-        wgmma_m64n128k32_s8(
-            s_int, smem_desc(q_s + wg * 64 * D + ks * S::kQkStepBytes, S::kQkKStride, S::kQkMnStride, S::kQkLayout),
-            desc_k, ks > 0);
+        wgmma_m64n128k32_s8(s_int, smem_desc_advance(q_desc0, ks * S::kQkStepBytes), desc_k, ks > 0);
       }
     }
   };
@@ -260,9 +259,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     fence_regs(acc);
     wgmma_fence();
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {  // Vᵀ rows are 128 keys: always the 128-byte swizzle
-      pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c],
-                  smem_desc(v_s + stage * S::kV + c * 32, 128, 1024, SmemLayout::kSwizzle128), true);
+    for (int c = 0; c < 4; ++c) {
+      pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c], smem_desc_advance(v_desc0, stage * S::kV + c * 32),
+                  true);
     }
     wgmma_commit();
   };
@@ -315,6 +314,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     issue_qk(stage);
     wgmma_commit();
     rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+    // Refills while this warp would wait for the tensor cores anyway (v13, NOTES.md).
+    if (tid == 0) issue_ready(t + 1);
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     stamp(1);
@@ -334,11 +335,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     // wait, softmax into the single P buffer, P·V(t), wait. Waiting for P·V(t) here (not
     // after the next Q·Kᵀ issue) keeps P and O out of the registers live across the next
     // Q·Kᵀ: 168 registers are enough without spills. Tile t's stage is released as soon as
-    // its P·V is done, and thread 0 refills it (tile t + 2) at the next tile's wait, without
-    // blocking when a warp has not released it yet: a copy then has a whole tile's time to
-    // land. (Releasing it only after the next Q·Kᵀ left every copy issued just before it was
-    // needed, ~1,400 cycles a tile; refilling right after P·V with thread 0 blocking on the
-    // other warps was 10% slower still: v12c/v12e in NOTES.md.)
+    // its P·V is done, and thread 0 refills it (tile t + 2) while the next Q·Kᵀ runs: a copy
+    // has a whole tile's time to land, and the refill sits where every warp waits on the
+    // tensor cores anyway. (Refilling at the tile's wait, before the Q·Kᵀ issue, kept the
+    // other three warps waiting for warp 0 at the warpgroup's wgmma: v13 in NOTES.md.
+    // Refilling right after P·V with thread 0 blocking on the other warps: v12c, 10% slower.)
     for (int t = 0; t < n_tiles; ++t) {
       const int stage = t % kStages;
       stamp(-1);
@@ -347,6 +348,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       wgmma_fence();
       issue_qk(stage);
       wgmma_commit();
+      // While Q·Kᵀ(t) runs, thread 0 refills the stage tile t-1 used with tile t-1+kStages.
+      // Every warp released that stage before joining this Q·Kᵀ issue, so the wait returns
+      // at once; done here, the refill costs no warp time on the critical path.
+      if (tid == 0 && t >= 1 && t - 1 + kStages < n_tiles) {
+        const int freed = (t - 1) % kStages;
+        mbarrier_wait(&empty[freed], uint32_t((t - 1) / kStages) & 1u);
+        issue_tile(t - 1 + kStages, freed);
+      }
       wgmma_wait<0>();
       fence_regs(s_int);
       stamp(1);
@@ -358,7 +367,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
       wgmma_wait<0>();
       fence_regs(acc);
-      if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it at the next tile's wait
+      if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it during the next Q·Kᵀ
       stamp(3);
     }
   } else if (n_tiles > 0) {
@@ -388,26 +397,27 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if (lane == 0) mbarrier_arrive(&empty[last_stage]);
   }
 
-  // Epilogue: normalise, write O (only real rows and channels) and lse.
+  // Epilogue: add up each row's partial sums over its quad, normalise (one division per row,
+  // then a multiply per element), write O (only real rows and channels) and lse.
+  const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};  // every lane: full-warp shuffles
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t row = half ? row_b : row_a;
-    const RowState& st = half ? state_b : state_a;
+    const float l = row_sum[half], m = half ? state_b.m : state_a.m;
     if (row >= p.q_len) continue;
-    const bool has_keys = st.l > 0.f;
+    const bool has_keys = l > 0.f;
+    const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
     OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       const int c = 8 * j + 2 * t4;
       if (c < p.head_dim) {
-        const float x = has_keys ? __fdiv_rn(acc[4 * j + 2 * half] * v_unit, st.l) : 0.f;
-        const float y = has_keys ? __fdiv_rn(acc[4 * j + 2 * half + 1] * v_unit, st.l) : 0.f;
-        store_pair(out + c, x, y, c + 1 < p.head_dim);
+        store_pair(out + c, acc[4 * j + 2 * half] * norm, acc[4 * j + 2 * half + 1] * norm, c + 1 < p.head_dim);
       }
     }
     if (t4 == 0) {
       p.lse[bh * p.q_len + row] =
-          has_keys ? (st.m + log2f(st.l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+          has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
     }
   }
   if constexpr (SAGE_SM90_DIAG_CLOCKS) {

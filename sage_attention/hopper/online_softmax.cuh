@@ -7,7 +7,7 @@
 // Same arithmetic as torch-ext/sage_attention/emulation_attention.py up to the last
 // bit of fp32 rounding: per score element the fast path spends an I2FP (exact int ->
 // float), an FMNMX (row max), one FFMA (scale and subtract the max), one EX2, one FADD
-// (row sum) and half a conversion to FP8. The factor 448 of
+// (row sum) and half a conversion to FP8; the row sums stay per thread until the end. The factor 448 of
 // P's FP8 scaling is folded into the exponent, so the row sum is kept times 448.
 #pragma once
 #include <cuda_fp8.h>
@@ -22,8 +22,9 @@ namespace sm90 {
 constexpr float kLog2PScale = 8.807354922057604f;  // log2(448)
 
 struct RowState {
-  float m = -INFINITY;  // running max of base-2 logits
-  float l = 0.f;        // running sum of 448 * exp2(s - m)
+  float m = -INFINITY;  // running max of base-2 logits (the same in the 4 threads of a quad)
+  float l = 0.f;        // running sum of 448 * exp2(s - m) over this thread's keys: the quad's
+                        // four partial sums are added once, after the last tile (quad_sum)
 };
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -132,8 +133,8 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
     sum_a[i % 4] += x[4 * i] + x[4 * i + 1];
     sum_b[i % 4] += x[4 * i + 2] + x[4 * i + 3];
   }
-  row_a.l = row_a.l * alpha_a + quad_sum((sum_a[0] + sum_a[1]) + (sum_a[2] + sum_a[3]));
-  row_b.l = row_b.l * alpha_b + quad_sum((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
+  row_a.l = row_a.l * alpha_a + ((sum_a[0] + sum_a[1]) + (sum_a[2] + sum_a[3]));
+  row_b.l = row_b.l * alpha_b + ((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
   row_a.m = m_new_a;
   row_b.m = m_new_b;
 #pragma unroll

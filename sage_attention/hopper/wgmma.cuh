@@ -27,6 +27,10 @@ __device__ __forceinline__ uint64_t smem_desc(const void* smem_ptr, uint32_t k_s
   desc |= uint64_t(layout) << 62;
   return desc;  // base offset 0
 }
+// The descriptor of the same layout `bytes` further on (a multiple of 16): the start address
+// sits in the low 14 bits as address / 16, and shared-memory addresses stay below 2^18, so a
+// plain add never carries out of that field. Lets a loop build each descriptor with one add.
+__device__ __forceinline__ uint64_t smem_desc_advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
