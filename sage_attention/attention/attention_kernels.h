@@ -16,8 +16,8 @@ void launch_attention_simt(const AttentionParams& p, bool out_bf16, cudaStream_t
 //    the softmax of tile t overlapping the P·V of tile t-1 inside each warpgroup;
 //  - kNarrow: a CTA = 1 warpgroup x 64 rows, 2 stages, three CTAs per SM (168 registers),
 //    each warpgroup serial: the other CTAs' warpgroups fill its gaps.
-// kNarrow has 1.5x the warpgroups per SM but twice the CTAs, so it wins once there are
-// enough tiles to fill its waves; the dispatch chooses (sm90_tiling_for).
+// Since v13 kNarrow is faster on every standard workload, last waves included, and the
+// dispatch runs it (sm90_tiling_for); kWide stays selectable and tested.
 enum class Sm90Tiling { kWide, kNarrow };
 
 // Hopper kernel (sm_90a only; hopper/attention_sm90.cu): INT8 and FP8 wgmma.
