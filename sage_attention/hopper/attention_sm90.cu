@@ -8,11 +8,11 @@
 // K and Vᵀ tiles stream through kStages shared-memory stages: one thread issues a
 // bulk copy per tile (the pre-pass stored each tile contiguously in the tensor cores'
 // order, tile_layout.h) that completes on the stage's "full" mbarrier; every consumer
-// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. Right after
-// issuing a tile's wgmmas (while its warps wait for the tensor cores anyway) the issuing
-// thread refills the stages that are free by then (wide: without waiting for one unless its
-// own warpgroup is about to need a tile not yet issued; narrow: the one stage every warp
-// released before that issue), and no CTA-wide barrier sits in the loop.
+// warp arrives on the stage's "empty" mbarrier once its P·V product has read it. The issuing
+// thread refills stages without a CTA-wide barrier in the loop: wide, at each tile's wait,
+// every stage free by then (blocking only for the tile its own warpgroup needs next);
+// narrow, right after each Q·Kᵀ issue (while its warps wait for the tensor cores anyway),
+// the one stage every warp released before that issue.
 // Two tilings (Tiling below; the dispatch runs narrow, the faster one since v13):
 //  - wide: 2 warpgroups per CTA, one CTA per SM; the warpgroups drift apart by up to
 //    kStages - 1 tiles, and within a warpgroup the softmax of tile t runs while the P·V
@@ -214,6 +214,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   float alpha_a = 1.f, alpha_b = 1.f, tile_vs = 0.f;
   uint32_t p_frag[kPBuffers][4][4];
   auto wait_tile = [&](int t) { mbarrier_wait(&full[t % kStages], uint32_t(t / kStages) & 1u); };
+  // Wide: before waiting for tile t, thread 0 makes sure tile t has been issued (blocking on its
+  // stage if the other warpgroup still reads it) and issues later tiles whose stage is free.
+  // Waiting for a tile nobody has issued yet would deadlock: the warpgroups drift apart.
+  auto issue_and_wait_tile = [&](int t) {
+    if (tid == 0) issue_ready(t + 1);
+    wait_tile(t);
+  };
   // This thread's Q fragments (A operand layout: rows g and g+8 of its warp's 16, bytes
   // 4t..4t+3 and 16+4t..16+4t+3 of each 32-byte K step), loaded once from shared memory.
   uint32_t q_frag[T::kQInRegisters ? D / 32 : 1][4];
@@ -306,15 +313,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     constexpr int B = decltype(buf)::value;
     const int stage = t % kStages, prev_stage = (t - 1) % kStages;
     stamp(-1);
-    wait_tile(t);
+    issue_and_wait_tile(t);
     stamp(0);
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
     rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-    // Refills while this warp would wait for the tensor cores anyway (v13, NOTES.md).
-    if (tid == 0) issue_ready(t + 1);
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     stamp(1);
@@ -370,7 +375,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       stamp(3);
     }
   } else if (n_tiles > 0) {
-    wait_tile(0);
+    issue_and_wait_tile(0);
     fence_regs(s_int);
     wgmma_fence();
     issue_qk(0);
