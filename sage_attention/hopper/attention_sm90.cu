@@ -71,7 +71,7 @@ using NarrowTiling = Tiling<1, 3, 2, false>;
 // Diagnostic build only (lse is overwritten): warp 1 of each CTA sums SM clock cycles per
 // loop phase over its tiles and writes the four sums and the tile count into lse[row0 ..
 // row0 + 4] of its CTA (scripts/sm90_phase_clocks.py reads them). Phases, narrow: tile wait,
-// Q·Kᵀ, softmax, P·V; wide (steady-state iterations only: the first tile's Q·Kᵀ and softmax
+// Q·Kᵀ (with thread 0's refill), softmax, P·V; wide (steady-state iterations only: the first tile's Q·Kᵀ and softmax
 // and the last P·V are not timed): tile wait, Q·Kᵀ(t) + P·V(t-1) issue until Q·Kᵀ is done,
 // softmax, the rest of P·V(t-1).
 #ifndef SAGE_SM90_DIAG_CLOCKS
@@ -353,8 +353,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       issue_qk(stage);
       wgmma_commit();
       // While Q·Kᵀ(t) runs, thread 0 refills the stage tile t-1 used with tile t-1+kStages.
-      // Every warp released that stage before joining this Q·Kᵀ issue, so the wait returns
-      // at once; done here, the refill costs no warp time on the critical path.
+      // Every warp releases that stage right after its P·V(t-1), before it reaches this Q·Kᵀ
+      // issue, so the wait is short and never on another thread's progress here; done here,
+      // the refill costs no warp time on the critical path.
       if (tid == 0 && t >= 1 && t - 1 + kStages < n_tiles) {
         const int freed = (t - 1) % kStages;
         mbarrier_wait(&empty[freed], uint32_t((t - 1) / kStages) & 1u);
