@@ -59,6 +59,10 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
   }
 }
 
+bool attention_quantizes_q(int device) {
+  return choose(device) == AttentionKernel::kSm90 && sm90_quantizes_q(sm90_tiling_for());
+}
+
 const char* attention_kernel_name(int device) {
   switch (choose(device)) {
     case AttentionKernel::kSimt:

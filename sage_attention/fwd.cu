@@ -77,13 +77,14 @@ struct QuantizedBuffers {
   float* v_scale;
 };
 
-// Element counts of each quantized tensor, and of the K-mean chunk-sum scratch.
+// Element counts of each quantized tensor, and of the K-mean chunk-sum scratch. Without
+// `with_q` (the attention kernel quantizes Q itself) the Q tensors are empty.
 struct QuantizedSizes {
   int64_t q_int8, q_scale, k_int8, k_scale, k_mean, v_fp8, v_scale, k_mean_partial;
-  explicit QuantizedSizes(const Shapes& s) {
+  explicit QuantizedSizes(const Shapes& s, bool with_q = true) {
     const int64_t bh = int64_t(s.batch) * s.heads_q, bhk = int64_t(s.batch) * s.heads_kv;
-    q_int8 = bh * s.q_len_padded * s.dim_padded;
-    q_scale = bh * s.q_len;
+    q_int8 = with_q ? bh * s.q_len_padded * s.dim_padded : 0;
+    q_scale = with_q ? bh * s.q_len : 0;
     k_int8 = bhk * s.kv_len_padded * s.dim_padded;
     k_scale = bhk * s.n_k_scale_blocks;
     k_mean = bhk * s.dim_padded;
@@ -93,9 +94,10 @@ struct QuantizedSizes {
   }
 };
 
-// The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer.
+// The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer (Q only when
+// `quantize_q`).
 void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
-                    double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial) {
+                    double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial, bool quantize_q) {
   const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
   PrepassParams p{};
   p.q = strided(q);
@@ -115,6 +117,7 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   p.n_k_mean_chunks = n_chunks;
   p.score_scale = float(softmax_scale * kLog2e);
   p.softmax_scale = float(softmax_scale);
+  p.quantize_q = quantize_q;
   p.q_int8 = out.q_int8;
   p.q_scale = out.q_scale;
   p.lse_shift = out.lse_shift;
@@ -125,7 +128,7 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   p.v_fp8 = out.v_fp8;
   p.v_scale = out.v_scale;
 
-  const int64_t n_blocks = int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQPad) +
+  const int64_t n_blocks = (quantize_q ? int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQPad) : 0) +
                            int64_t(s.batch) * s.heads_kv * (s.kv_len_padded / kKScaleBlock + s.kv_len_padded / kKvTile);
   TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() &&
                   n_chunks * s.batch * s.heads_kv < std::numeric_limits<int32_t>::max(),
@@ -143,7 +146,9 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   }
 }
 
-void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse) {
+// q_input: the caller's Q when the attention kernel quantizes it (attention_quantizes_q), else null.
+void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse,
+                      const at::Tensor* q_input = nullptr, double softmax_scale = 0.0) {
   if (s.q_len == 0) return;
   if (s.kv_len == 0) {
     out.zero_();
@@ -175,6 +180,12 @@ void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causa
   p.n_k_scale_blocks = s.n_k_scale_blocks;
   p.n_kv_tiles = s.n_kv_tiles;
   p.is_causal = is_causal;
+  if (q_input != nullptr) {
+    p.q_input = strided(*q_input);
+    p.k_mean = qz.k_mean;
+    p.score_scale = float(softmax_scale * kLog2e);  // as the pre-pass computes them
+    p.softmax_scale = float(softmax_scale);
+  }
   TORCH_CHECK(ceil_div(s.q_len, kQPad) < std::numeric_limits<int32_t>::max(), "sage_attention: q_len too large");
   run_attention(p, out.scalar_type() == at::kBFloat16, out.get_device(), c10::cuda::getCurrentCUDAStream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -192,10 +203,13 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor&
   at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q.options());
   at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q.options().dtype(at::kFloat));
   if (s.q_len == 0) return {out, lse};
+  // On the Hopper kernel's narrow tiling the attention kernel quantizes Q itself (it reads its
+  // Q rows once anyway), so the pre-pass skips Q and Q's scratch is not allocated.
+  const bool q_in_kernel = attention_quantizes_q(q.get_device());
   // Two scratch allocations instead of one per tensor (host cost per call): the 8-bit
   // tensors (each a multiple of 8 KB), and the fp32 ones with the K-mean chunk sums first
   // (16-byte stores).
-  const QuantizedSizes n(s);
+  const QuantizedSizes n(s, !q_in_kernel);
   at::Tensor bytes = at::empty({n.q_int8 + n.k_int8 + n.v_fp8}, q.options().dtype(at::kByte));
   at::Tensor floats = at::empty({n.k_mean_partial + n.k_mean + 2 * n.q_scale + n.k_scale + n.v_scale},
                                 q.options().dtype(at::kFloat));
@@ -209,8 +223,8 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor&
   qz.lse_shift = qz.q_scale + n.q_scale;
   qz.k_scale = qz.lse_shift + n.q_scale;
   qz.v_scale = qz.k_scale + n.k_scale;
-  launch_prepass(q, k, v, s, scale, qz, partial);
-  run_attention_on(qz, s, is_causal, out, lse);
+  launch_prepass(q, k, v, s, scale, qz, partial, /*quantize_q=*/!q_in_kernel);
+  run_attention_on(qz, s, is_causal, out, lse, q_in_kernel ? &q : nullptr, scale);
   return {out, lse};
 }
 
@@ -236,7 +250,7 @@ std::vector<at::Tensor> quantize_qkv(const at::Tensor& q_in, const at::Tensor& k
   const QuantizedBuffers qz{t[0].data_ptr<int8_t>(), t[1].data_ptr<float>(), t[2].data_ptr<float>(),
                             t[3].data_ptr<int8_t>(), t[4].data_ptr<float>(), t[5].data_ptr<float>(),
                             reinterpret_cast<uint8_t*>(t[6].data_ptr()), t[7].data_ptr<float>()};
-  launch_prepass(q, k, v, s, softmax_scale, qz, partial.data_ptr<float>());
+  launch_prepass(q, k, v, s, softmax_scale, qz, partial.data_ptr<float>(), /*quantize_q=*/true);
   return t;
 }
 

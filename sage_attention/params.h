@@ -22,6 +22,7 @@ struct PrepassParams {
   int64_t n_k_scale_blocks, n_kv_tiles, n_k_mean_chunks;
   float score_scale;    // fp32(softmax_scale * log2 e), folded into q_scale
   float softmax_scale;  // for the lse shift
+  bool quantize_q;      // false: the attention kernel quantizes Q itself (q_int8, q_scale, lse_shift unused)
   // Outputs; layouts are documented in torch-ext/sage_attention/emulation_quantize.py (QuantizedQKV)
   // and tile_layout.h.
   int8_t* q_int8;
@@ -50,6 +51,12 @@ struct AttentionParams {
   int64_t q_len, kv_len, q_len_padded, kv_len_padded;
   int64_t n_k_scale_blocks, n_kv_tiles;
   bool is_causal;
+  // Q straight from the input, quantized by the kernel itself (fwd on the Hopper kernel's
+  // narrow tiling: dispatch_by_arch.cu decides), when q_input.ptr is set; q_int8, q_scale and
+  // lse_shift are then unused. Q's dtype is the output's.
+  StridedInput q_input;
+  const float* k_mean;  // (B, Hkv, dim_padded), from the pre-pass
+  float score_scale, softmax_scale;
 };
 
 // Keys that query rows [row0, row0 + rows) may see at all: kv_len, or with the causal

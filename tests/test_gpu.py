@@ -98,11 +98,27 @@ def test_every_output_element_is_written(sage):
         assert not out.isnan().any() and not lse.isnan().any()
 
 
-def test_kernel_alone_equals_fwd(sage):
-    q, k, v = gen_qkv(1, 200, 300, 4, 2, 64, device="cuda", seed=16)
-    out, lse = sage.fwd(q, k, v, is_causal=True)
+@pytest.mark.parametrize(
+    "shape, dtype, hnd",
+    [
+        ((1, 200, 300, 4, 2, 64, True), torch.bfloat16, False),
+        ((2, 300, 333, 8, 4, 128, False), torch.float16, False),
+        ((1, 190, 250, 4, 2, 96, False), torch.bfloat16, True),
+        ((1, 1000, 1000, 2, 1, 128, True), torch.bfloat16, True),
+    ],
+    ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
+)
+def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
+    """fwd against quantize_qkv + attention_quantized, bit for bit. On the Hopper kernel's narrow
+    tiling fwd quantizes Q inside the attention kernel (from strided inputs, "HND" views too)
+    while quantize_qkv does it in the pre-pass: the two must give the same bits."""
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=dtype, device="cuda", seed=16)
+    if hnd:  # the same values through "HND" strides: (B, H, L, D) storage seen as (B, L, H, D)
+        q, k, v = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v))
+    out, lse = sage.fwd(q, k, v, is_causal=causal)
     qz = sage.quantize_qkv(q, k, v)
-    out2, lse2 = sage.attention_quantized(qz, kv_len=300, head_dim=64, is_causal=True, out_dtype=q.dtype)
+    out2, lse2 = sage.attention_quantized(qz, kv_len=lk, head_dim=d, is_causal=causal, out_dtype=q.dtype)
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
 
 

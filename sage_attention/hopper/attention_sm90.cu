@@ -29,6 +29,7 @@
 
 #include "../attention/attention_kernels.h"
 #include "../dependent_launch.cuh"
+#include "../prepass/quantize_q_row.cuh"
 #include "../quant_config.h"
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
@@ -86,7 +87,9 @@ struct Smem {
   static constexpr int kK = kKvTile * D;
   static constexpr int kV = D * kKvTile;
   static constexpr int kBarriers = kQ + kStages * (kK + kV);  // offset of the mbarriers
-  static constexpr int kBytes = 1024 + kBarriers + (1 + 2 * kStages) * 8;  // + room to align to 1024
+  static constexpr int kQRowData = kBarriers + 128;  // q scale and lse shift per row, when the kernel quantizes Q
+  static_assert((1 + 2 * kStages) * 8 <= kQRowData - kBarriers, "the mbarriers fit before the row data");
+  static constexpr int kBytes = 1024 + kQRowData + 2 * T::kRows * 4;  // + room to align to 1024
   // Q·Kᵀ operands: 128-byte rows are stored swizzled, 64-byte rows as plain core matrices.
   static constexpr SmemLayout kQkLayout = D == 128 ? SmemLayout::kSwizzle128 : SmemLayout::kInterleave;
   static constexpr uint32_t kQkStepBytes = D == 128 ? 32 : 256;  // start-address move per 32-byte K step
@@ -115,10 +118,14 @@ __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) 
   }
 }
 
-template <int D, typename OutT, typename T>
+// kQuantizeQ: the CTA quantizes its own Q rows from the input (p.q_input) instead of copying
+// the pre-pass's INT8 Q: the pre-pass then reads and writes a third less, and the Q loads are
+// issued before the wait for the pre-pass, overlapping its tail (narrow tiling only).
+template <int D, typename OutT, typename T, bool kQuantizeQ>
 __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
   using S = Smem<D, T>;
+  static_assert(!kQuantizeQ || T::kWarpgroups == 1, "in-kernel Q quantization is written for one warpgroup per CTA");
   constexpr int kStages = T::kStages, kRows = T::kRows, kThreads = T::kThreads, kPBuffers = T::kPBuffers;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   // Swizzled tiles must start on 1024-byte boundaries.
@@ -129,6 +136,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + S::kBarriers);
   uint64_t* full = q_full + 1;
   uint64_t* empty = full + kStages;
+  float* q_scale_s = reinterpret_cast<float*>(smem + S::kQRowData);  // [kRows], kQuantizeQ only
+  float* lse_shift_s = q_scale_s + kRows;
 
   const int tid = threadIdx.x;
   const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
@@ -166,8 +175,22 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     mbarrier_init_fence();
   }
   __syncthreads();
+  // kQuantizeQ: this thread's 8 channels of its Q rows (kQLanesPerRow threads per row, all
+  // loads in flight before the wait: Q is the caller's input, not the pre-pass's output).
+  constexpr int kQLanesPerRow = D / 8, kQRowsPerStep = kThreads / kQLanesPerRow;
+  constexpr int kQSteps = kQuantizeQ ? kRows / kQRowsPerStep : 1;
+  uint4 q_raw[kQSteps];
+  if constexpr (kQuantizeQ) {
+    const OutT* q_in = static_cast<const OutT*>(p.q_input.ptr) + b * p.q_input.stride_batch + h * p.q_input.stride_head;
+#pragma unroll
+    for (int step = 0; step < kQSteps; ++step) {
+      const int64_t row = row0 + step * kQRowsPerStep + tid / kQLanesPerRow;
+      q_raw[step] = row < p.q_len ? load8_packed(q_in + row * p.q_input.stride_seq, (tid % kQLanesPerRow) * 8, p.head_dim)
+                                  : make_uint4(0, 0, 0, 0);
+    }
+  }
   wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
-  if (tid == 0) {
+  if (tid == 0 && !kQuantizeQ) {
     mbarrier_arrive_expect_tx(q_full, S::kQ);
     bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
   }
@@ -190,8 +213,31 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   };
   if (tid == 0) issue_ready(0);
 
-  const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
-  const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
+  if constexpr (kQuantizeQ) {
+    // The pre-pass's arithmetic (quantize_q_row.cuh) into the shared-memory Q tile, in the
+    // layout the bulk copy would have brought; the tensor cores read it after the fence.
+    const int c0 = (tid % kQLanesPerRow) * 8;
+    float km[8];
+    const float4* km4 = reinterpret_cast<const float4*>(p.k_mean + bhk * D + c0);  // 32-byte aligned
+    *reinterpret_cast<float4*>(km) = __ldcg(km4);  // written by the pre-pass: read through L2
+    *reinterpret_cast<float4*>(km + 4) = __ldcg(km4 + 1);
+    QuantizedQSlice q8[kQSteps];
+    quantize_q_slices<OutT, kQLanesPerRow>(q_raw, km, p.score_scale, p.softmax_scale, q8);
+#pragma unroll
+    for (int step = 0; step < kQSteps; ++step) {
+      const int r = step * kQRowsPerStep + tid / kQLanesPerRow;
+      *reinterpret_cast<uint2*>(q_s + tile_offset(r, c0, D)) = q8[step].bytes;
+      if (c0 == 0) {
+        q_scale_s[r] = row0 + r < p.q_len ? q8[step].scale : 0.f;
+        lse_shift_s[r] = q8[step].lse_shift;
+      }
+    }
+    fence_proxy_async_smem();
+    __syncthreads();
+  }
+  const int r_a = int(row_a - row0), r_b = r_a + 8;  // this thread's rows in the CTA
+  const float qs_a = kQuantizeQ ? q_scale_s[r_a] : row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
+  const float qs_b = kQuantizeQ ? q_scale_s[r_b] : row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
   // O accumulates P·V8 directly in the wgmma accumulator, in units of `v_unit` (the V scale of
   // the last tile folded in): before tile t's P·V, O *= alpha_t * v_unit / v_scale_t.
   float acc[D / 2];
@@ -332,7 +378,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   };
 
   prefetch_scales(0);
-  mbarrier_wait(q_full, 0);
+  if constexpr (!kQuantizeQ) mbarrier_wait(q_full, 0);
   if constexpr (T::kQInRegisters) load_q_fragments();
   if constexpr (!T::kOverlapSoftmax) {
     // Narrow tiling: serial per warpgroup (the SM's other CTAs fill the gaps): Q·Kᵀ(t),
@@ -421,8 +467,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       }
     }
     if (t4 == 0) {
-      p.lse[bh * p.q_len + row] =
-          has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+      const float shift = kQuantizeQ ? lse_shift_s[half ? r_b : r_a] : p.lse_shift[bh * p.q_len + row];
+      p.lse[bh * p.q_len + row] = has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + shift : -INFINITY;
     }
   }
   if constexpr (SAGE_SM90_DIAG_CLOCKS) {
@@ -434,11 +480,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   }
 }
 
-template <int D, typename OutT, typename T>
+template <int D, typename OutT, typename T, bool kQuantizeQ>
 void launch(const AttentionParams& p, cudaStream_t stream) {
   constexpr int kSmem = Smem<D, T>::kBytes;
   static_assert(T::kCtasPerSm * (kSmem + 1024) <= 228 * 1024, "the CTAs of one SM must fit its shared memory");
-  auto kernel = attention_sm90_kernel<D, OutT, T>;
+  auto kernel = attention_sm90_kernel<D, OutT, T, kQuantizeQ>;
   static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
   int device = 0;
   cudaGetDevice(&device);
@@ -450,23 +496,27 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
   launch_overlapping_previous(kernel, grid, dim3(T::kThreads), kSmem, stream, p);
 }
 
-template <typename T>
+template <typename T, bool kQuantizeQ>
 void launch_tiling(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
   if (out_bf16) {
-    p.dim_padded == 64 ? launch<64, __nv_bfloat16, T>(p, stream) : launch<128, __nv_bfloat16, T>(p, stream);
+    p.dim_padded == 64 ? launch<64, __nv_bfloat16, T, kQuantizeQ>(p, stream)
+                       : launch<128, __nv_bfloat16, T, kQuantizeQ>(p, stream);
   } else {
-    p.dim_padded == 64 ? launch<64, __half, T>(p, stream) : launch<128, __half, T>(p, stream);
+    p.dim_padded == 64 ? launch<64, __half, T, kQuantizeQ>(p, stream) : launch<128, __half, T, kQuantizeQ>(p, stream);
   }
 }
 
 }  // namespace
 }  // namespace sm90
 
+bool sm90_quantizes_q(Sm90Tiling tiling) { return tiling == Sm90Tiling::kNarrow; }
+
 void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling, cudaStream_t stream) {
   if (tiling == Sm90Tiling::kNarrow) {
-    sm90::launch_tiling<sm90::NarrowTiling>(p, out_bf16, stream);
+    p.q_input.ptr != nullptr ? sm90::launch_tiling<sm90::NarrowTiling, true>(p, out_bf16, stream)
+                             : sm90::launch_tiling<sm90::NarrowTiling, false>(p, out_bf16, stream);
   } else {
-    sm90::launch_tiling<sm90::WideTiling>(p, out_bf16, stream);
+    sm90::launch_tiling<sm90::WideTiling, false>(p, out_bf16, stream);  // the caller passes INT8 Q (sm90_quantizes_q)
   }
 }
 

@@ -32,6 +32,10 @@ __device__ __forceinline__ uint64_t smem_desc(const void* smem_ptr, uint32_t k_s
 // plain add never carries out of that field. Lets a loop build each descriptor with one add.
 __device__ __forceinline__ uint64_t smem_desc_advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
+// Makes this thread's ordinary shared-memory stores visible to the tensor cores' operand reads
+// (the async proxy); a barrier after it orders them for the other threads' wgmmas.
+__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>

@@ -4,6 +4,8 @@
 //   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, transposed
 //                                    (keys of each group of 32 in v_position_of order)
 //   Q: 64 query rows of one head  -> per-token INT8 (scale * softmax_scale * log2 e) and the lse shift
+//                                    (quantize_q_row.cuh; no Q CTAs when the attention kernel
+//                                    quantizes Q itself, p.quantize_q false)
 //   K: 64 keys of one kv head     -> (K - mean) as INT8 with one scale per 64 keys
 // The kernel is launched overlapping the K-mean finalize (dependent_launch.cuh): V CTAs come
 // first and need nothing from it; Q and K CTAs wait for it before reading the mean.
@@ -20,6 +22,7 @@
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "prepass.h"
+#include "quantize_q_row.cuh"
 
 namespace sage {
 namespace {
@@ -51,29 +54,16 @@ __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
     const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
     raw[step] = row < p.q_len ? load8_packed(q + row * p.q.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
   }
+  QuantizedQSlice q8[kSteps];
+  quantize_q_slices<T, kLanesPerRow>(raw, km, p.score_scale, p.softmax_scale, q8);
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {
     const int64_t row = tile * kQRowsPerCta + step * kRowsPerStep + int(threadIdx.x) / kLanesPerRow;
-    float x[1][8];
-    unpack8<T>(raw[step], x[0]);
-    float amax = 0.f, dot = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      amax = fmaxf(amax, fabsf(x[0][j]));
-      dot += x[0][j] * km[j];
-    }
-#pragma unroll
-    for (int o = kLanesPerRow / 2; o > 0; o >>= 1) {  // the lanes of one row are aligned in the warp
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    }
-    const float inv = inverse_scale(amax, kInt8Max);
     int8_t* dst = p.q_int8 + (bh * p.q_len_padded + (row / kQPad) * kQPad) * DP;
-    const uint2 packed = make_uint2(quantize_int8x4(x[0], inv), quantize_int8x4(x[0] + 4, inv));
-    *reinterpret_cast<uint2*>(dst + tile_offset(int(row % kQPad), c0, DP)) = packed;
+    *reinterpret_cast<uint2*>(dst + tile_offset(int(row % kQPad), c0, DP)) = q8[step].bytes;
     if (c0 == 0 && row < p.q_len) {
-      p.q_scale[bh * p.q_len + row] = __fmul_rn(__fdiv_rn(amax, kInt8Max), p.score_scale);
-      p.lse_shift[bh * p.q_len + row] = dot * p.softmax_scale;
+      p.q_scale[bh * p.q_len + row] = q8[step].scale;
+      p.lse_shift[bh * p.q_len + row] = q8[step].lse_shift;
     }
   }
 }
@@ -228,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, 3) quantize_qkv_kernel(PrepassParams
 
 template <typename T, int DP>
 void launch(const PrepassParams& p, cudaStream_t stream) {
-  const int64_t n_q = int64_t(p.batch) * p.heads_q * (p.q_len_padded / kQRowsPerCta);
+  const int64_t n_q = p.quantize_q ? int64_t(p.batch) * p.heads_q * (p.q_len_padded / kQRowsPerCta) : 0;
   const int64_t n_k = int64_t(p.batch) * p.heads_kv * (p.kv_len_padded / kKScaleBlock);
   const int64_t n_v = int64_t(p.batch) * p.heads_kv * (p.kv_len_padded / kKvTile);
   launch_overlapping_previous(quantize_qkv_kernel<T, DP>, dim3(unsigned(n_v + n_q + n_k)), dim3(kThreads), 0, stream,
