@@ -26,8 +26,9 @@ __device__ __forceinline__ void wait_for_prerequisite_grid() {
 #endif
 }
 
-// Whether the current device can overlap launches (compute capability >= 9.0); cached per device.
-inline bool device_overlaps_launches() {
+// Whether the current device is compute capability >= 9.0 (launch overlap and thread-block
+// clusters); cached per device.
+inline bool device_is_sm90_or_newer() {
   constexpr int kMaxDevices = 64;
   static signed char cached[kMaxDevices] = {};  // 0 unknown, 1 yes, -1 no
   int device = 0;
@@ -39,6 +40,7 @@ inline bool device_overlaps_launches() {
   }
   return cached[device] > 0;
 }
+inline bool device_overlaps_launches() { return device_is_sm90_or_newer(); }
 
 // Launches `kernel` so it may start before the previous kernel on `stream` finishes (it must
 // call wait_for_prerequisite_grid before reading that kernel's output). Plain launch before sm_90.

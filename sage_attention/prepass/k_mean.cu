@@ -1,6 +1,9 @@
-// The K-mean launches: chunk sums, then a finalize launch summing them in order (the
-// device steps of k_mean.cuh). In fwd the finalize and the quantizer after it are
-// launched overlapping their predecessor (dependent_launch.cuh).
+// The K-mean launches (the device steps of k_mean.cuh). Up to kMaxClusterRounds rounds of
+// chunks per CTA, one launch: the CTAs of a head form a thread-block cluster, and after the
+// cluster barrier its first CTA sums the head's chunk sums in order (no second launch and
+// its latency: Flux-size sequences). Longer sequences: chunk sums, then a finalize launch
+// summing them in order. In fwd the finalize and the quantizer after it are launched
+// overlapping their predecessor (dependent_launch.cuh).
 #include "../dependent_launch.cuh"
 #include "k_mean.cuh"
 #include "prepass.h"
@@ -29,10 +32,53 @@ __global__ void __launch_bounds__(kCtaThreads) k_mean_finalize_kernel(PrepassPar
   k_mean::finalize<DP>(p, blockIdx.x, stage);
 }
 
+// Cluster form: grid (heads, C), cluster (1, C, 1) with C <= kMaxClusterCtas; CTA y of head x
+// takes chunk groups y * rounds .. y * rounds + rounds - 1 (kChunksPerCta chunks each).
+constexpr int kMaxClusterCtas = 8;    // the portable cluster size
+#ifndef SAGE_K_MEAN_MAX_CLUSTER_ROUNDS  // (a build switch for measurements: 0 = never the cluster form)
+#define SAGE_K_MEAN_MAX_CLUSTER_ROUNDS 4
+#endif
+constexpr int kMaxClusterRounds = SAGE_K_MEAN_MAX_CLUSTER_ROUNDS;
+
+template <typename T, int DP>
+__global__ void __launch_bounds__(kCtaThreads) k_mean_cluster_kernel(PrepassParams p, int rounds) {
+  constexpr int kSmemFloats = k_mean::Shape<DP>::kScratchFloats > k_mean::kStageFloats ? k_mean::Shape<DP>::kScratchFloats
+                                                                                         : k_mean::kStageFloats;
+  __shared__ __align__(16) float smem[kSmemFloats];  // run sums, then the finalize's stage
+  allow_dependent_launch();  // the quantizer's V tiles need nothing from here
+  const int64_t bh = blockIdx.x;
+  for (int r = 0; r < rounds; ++r) {
+    const int64_t first_chunk = (int64_t(blockIdx.y) * rounds + r) * k_mean::Shape<DP>::kChunksPerCta;
+    if (first_chunk >= p.n_k_mean_chunks) break;  // uniform over the CTA
+    k_mean::chunk_sums<T, DP>(p, bh, first_chunk, smem);
+    __syncthreads();  // the run sums in smem are read before the next round overwrites them
+  }
+  __threadfence();
+  k_mean::cluster_sync();  // every chunk sum of the head is written and visible
+  if (blockIdx.y == 0) k_mean::finalize<DP>(p, bh, smem);
+}
+
 template <typename T, int DP>
 void launch(const PrepassParams& p, cudaStream_t stream) {
   const int64_t heads = int64_t(p.batch) * p.heads_kv;
   const int64_t ctas_per_head = ceil_div(p.n_k_mean_chunks, k_mean::Shape<DP>::kChunksPerCta);
+  const int64_t cluster_ctas = ctas_per_head < kMaxClusterCtas ? ctas_per_head : kMaxClusterCtas;
+  const int64_t rounds = ceil_div(ctas_per_head, cluster_ctas);
+  if (rounds <= kMaxClusterRounds && device_is_sm90_or_newer()) {
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeClusterDimension;
+    attribute[0].val.clusterDim.x = 1;
+    attribute[0].val.clusterDim.y = unsigned(cluster_ctas);
+    attribute[0].val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(unsigned(heads), unsigned(cluster_ctas));
+    config.blockDim = dim3(kCtaThreads);
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    cudaLaunchKernelEx(&config, k_mean_cluster_kernel<T, DP>, p, int(rounds));
+    return;
+  }
   k_mean_partial_kernel<T, DP><<<dim3(unsigned(heads * ctas_per_head)), kCtaThreads, 0, stream>>>(p, heads);
   launch_overlapping_previous(k_mean_finalize_kernel<DP>, dim3(unsigned(heads)), dim3(kCtaThreads), 0, stream, p);
 }

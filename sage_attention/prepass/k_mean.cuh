@@ -74,6 +74,17 @@ __device__ void chunk_sums(const PrepassParams& p, int64_t bh, int64_t first_chu
   dst[1] = hi;
 }
 
+// Every thread of every CTA of the thread-block cluster waits here until all have arrived;
+// memory written before it is visible to the cluster after it (release / acquire).
+// (sm_90 and later; launch_k_mean uses clusters only there.)
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
 // Step 3 for head `bh`, by a whole CTA of kCtaThreads: the chunk sums are staged through
 // shared memory a piece at a time (all threads loading) and summed in order by DP threads.
 // Reads go through L2 (ld.global.cg): another grid wrote them. `stage` holds kStageFloats
