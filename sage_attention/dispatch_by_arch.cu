@@ -49,6 +49,12 @@ Sm90Tiling sm90_tiling_for() {
 }  // namespace
 
 void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStream_t stream) {
+  // The caller chose in-kernel Q (attention_quantizes_q was true for this device): only the
+  // narrow Hopper kernel takes it, so it runs even if the environment pin changed meanwhile.
+  if (p.q_input.ptr != nullptr) {
+    launch_attention_sm90(p, out_bf16, Sm90Tiling::kNarrow, stream);
+    return;
+  }
   switch (choose(device)) {
     case AttentionKernel::kSimt:
       launch_attention_simt(p, out_bf16, stream);

@@ -19,6 +19,8 @@
 //    of tile t-1 is on the tensor cores;
 //  - narrow: 1 warpgroup per CTA, three CTAs per SM, each warpgroup serial; the other
 //    CTAs' warpgroups overlap its waits.
+// On fwd's path the narrow tiling also quantizes its own Q rows (kQuantizeQ below), with the
+// pre-pass's arithmetic, so the pre-pass before it covers K and V only.
 // Numerics follow torch-ext/sage_attention/emulation_attention.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
