@@ -1,6 +1,6 @@
-// Programmatic dependent launch (Hopper): each kernel of fwd's chain (K-mean sums ->
-// K-mean finalize -> quantizer -> attention) is launched while the previous one still
-// runs, so launch latency, prologues and the jobs that need nothing from the previous
+// Programmatic dependent launch (Hopper): each kernel of fwd's chain (K mean -> quantizer ->
+// attention; the K mean is one cluster launch for short sequences, else sums -> finalize)
+// is launched while the previous one still runs, so launch latency, prologues and the jobs that need nothing from the previous
 // kernel (the quantizer's V tiles) overlap its tail instead of following it.
 // A kernel allows it with allow_dependent_launch() once every CTA has started; the
 // dependent kernel calls wait_for_prerequisite_grid() before it reads anything the

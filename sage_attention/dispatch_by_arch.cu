@@ -41,7 +41,7 @@ AttentionKernel choose(int device) {
 // 0.0414 ms, large 1.41 vs 1.77, wan 27.5 vs 30.3), last waves included, so it is the
 // choice; wide stays selectable (SAGE_ATTENTION_FORCE_KERNEL=sm90_wide) and tested.
 // Three narrow CTAs per SM is what the H100/H200's 228 KB of shared memory per SM holds
-// (3 x 75.8 KB); on a part with less, narrow would run fewer per SM: slower, still correct.
+// (3 x 76.4 KB); on a part with less, narrow would run fewer per SM: slower, still correct.
 Sm90Tiling sm90_tiling_for() {
   return forced("sm90_wide") ? Sm90Tiling::kWide : Sm90Tiling::kNarrow;
 }

@@ -87,7 +87,8 @@ __device__ __forceinline__ void cluster_sync() {
 
 // Step 3 for head `bh`, by a whole CTA of kCtaThreads: the chunk sums are staged through
 // shared memory a piece at a time (all threads loading) and summed in order by DP threads.
-// Reads go through L2 (ld.global.cg): another grid wrote them. `stage` holds kStageFloats
+// Reads go through L2 (ld.global.cg): other CTAs wrote them (of the partial kernel, or of the
+// same cluster in the one-launch form, k_mean.cu). `stage` holds kStageFloats
 // floats of shared memory.
 constexpr int kStageFloats = 4096;
 

@@ -6,6 +6,8 @@
 
 namespace sage {
 
+constexpr int kQuantizerQRows = 64;  // query rows per Q CTA of the quantizer
+
 // Launch sequence: K mean (chunk sums, then finalize) and one launch quantizing Q, K and V,
 // each launched overlapping its predecessor on Hopper (dependent_launch.cuh).
 void launch_k_mean(const PrepassParams& p, bool is_bf16, cudaStream_t stream);

@@ -19,7 +19,8 @@ struct QuantizedQSlice {
 // must be consecutive and aligned in the warp, and every lane of the warp must call this
 // (full-warp shuffles reduce each row's max and dot product). The work goes phase by phase
 // over all steps (partial max and dot, the shuffle reductions, the scales), so the steps'
-// dependency chains overlap: it sits on the Hopper kernel's prologue, where latency counts.
+// dependency chains can overlap (on the Hopper kernel's prologue this measured no different
+// from step by step: NOTES.md, v16).
 template <typename T, int kLanesPerRow, int kSteps>
 __device__ __forceinline__ void quantize_q_slices(const uint4 (&raw)[kSteps], const float (&km)[8], float score_scale,
                                                   float softmax_scale, QuantizedQSlice (&out)[kSteps]) {

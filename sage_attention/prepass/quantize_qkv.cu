@@ -7,7 +7,7 @@
 //                                    (quantize_q_row.cuh; no Q CTAs when the attention kernel
 //                                    quantizes Q itself, p.quantize_q false)
 //   K: 64 keys of one kv head     -> (K - mean) as INT8 with one scale per 64 keys
-// The kernel is launched overlapping the K-mean finalize (dependent_launch.cuh): V CTAs come
+// The kernel is launched overlapping the K-mean launch (dependent_launch.cuh): V CTAs come
 // first and need nothing from it; Q and K CTAs wait for it before reading the mean.
 // Inputs are read in place through strides with 16-byte loads (8 channels per thread,
 // consecutive threads on consecutive channels); outputs are stored tile by tile in the
@@ -29,7 +29,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kQRowsPerCta = 64;
+constexpr int kQRowsPerCta = kQuantizerQRows;
 
 template <typename T, int DP>
 __device__ void quantize_q_rows(const PrepassParams& p, int64_t block) {
@@ -151,7 +151,7 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
 
   // A thread takes whole quads of stored positions (4 keys that sit side by side in a channel
   // row of the transposed tile: keys v_key_at(4q .. 4q + 3)), so it writes 4 FP8 values of a
-  // channel as one 32-bit word; the 16 threads of a channel-group row read the same keys
+  // channel as one 32-bit word; the kGroups threads of a channel-group row read the same keys
   // (each 16 bytes of them), so the loads stay coalesced.
   uint4 raw[kQuadsPerThread][4];  // packed inputs: few registers, so several CTAs fit on an SM
 #pragma unroll
