@@ -1,7 +1,8 @@
 // Programmatic dependent launch (Hopper): each kernel of fwd's chain (K mean -> quantizer ->
 // attention; the K mean is one cluster launch for short sequences, else sums -> finalize)
-// is launched while the previous one still runs, so launch latency, prologues and the jobs that need nothing from the previous
-// kernel (the quantizer's V tiles) overlap its tail instead of following it.
+// is launched while the previous one still runs, so launch latency, prologues and the jobs
+// that need nothing from the previous kernel (the quantizer's V tiles) overlap its tail
+// instead of following it.
 // A kernel allows it with allow_dependent_launch() once every CTA has started; the
 // dependent kernel calls wait_for_prerequisite_grid() before it reads anything the
 // previous kernel wrote. On GPUs before sm_90 both are no-ops and launches are plain.
@@ -40,7 +41,6 @@ inline bool device_is_sm90_or_newer() {
   }
   return cached[device] > 0;
 }
-inline bool device_overlaps_launches() { return device_is_sm90_or_newer(); }
 
 // Launches `kernel` so it may start before the previous kernel on `stream` finishes (it must
 // call wait_for_prerequisite_grid before reading that kernel's output). Plain launch before sm_90.
@@ -56,7 +56,7 @@ cudaError_t launch_overlapping_previous(void (*kernel)(Params...), dim3 grid, di
   config.dynamicSmemBytes = smem_bytes;
   config.stream = stream;
   config.attrs = attribute;
-  config.numAttrs = device_overlaps_launches() ? 1 : 0;
+  config.numAttrs = device_is_sm90_or_newer() ? 1 : 0;  // launch overlap came with sm_90
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 

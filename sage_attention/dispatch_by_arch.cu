@@ -65,8 +65,9 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
   }
 }
 
+// Only the narrow tiling quantizes Q itself (the wide one reads the pre-pass's INT8 Q).
 bool attention_quantizes_q(int device) {
-  return choose(device) == AttentionKernel::kSm90 && sm90_quantizes_q(sm90_tiling_for());
+  return choose(device) == AttentionKernel::kSm90 && sm90_tiling_for() == Sm90Tiling::kNarrow;
 }
 
 const char* attention_kernel_name(int device) {

@@ -64,6 +64,10 @@ Shapes shapes_of(const at::Tensor& q, const at::Tensor& k) {
   return s;
 }
 
+// Q's per-row scale carries softmax_scale * log2 e, rounded to fp32 once. The pre-pass and the
+// attention kernel (when it quantizes Q itself) both take it from here, so their Q bits agree.
+float q_score_scale(double softmax_scale) { return float(softmax_scale * kLog2e); }
+
 // Where the pre-pass writes and the attention kernel reads (layouts: emulation_quantize.py
 // QuantizedQKV and tile_layout.h).
 struct QuantizedBuffers {
@@ -115,7 +119,7 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   p.n_k_scale_blocks = s.n_k_scale_blocks;
   p.n_kv_tiles = s.n_kv_tiles;
   p.n_k_mean_chunks = n_chunks;
-  p.score_scale = float(softmax_scale * kLog2e);
+  p.score_scale = q_score_scale(softmax_scale);
   p.softmax_scale = float(softmax_scale);
   p.quantize_q = quantize_q;
   p.q_int8 = out.q_int8;
@@ -183,7 +187,7 @@ void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causa
   if (q_input != nullptr) {
     p.q_input = strided(*q_input);
     p.k_mean = qz.k_mean;
-    p.score_scale = float(softmax_scale * kLog2e);  // as the pre-pass computes them
+    p.score_scale = q_score_scale(softmax_scale);  // as the pre-pass computes them
     p.softmax_scale = float(softmax_scale);
   }
   TORCH_CHECK(ceil_div(s.q_len, kQPad) < std::numeric_limits<int32_t>::max(), "sage_attention: q_len too large");

@@ -22,12 +22,9 @@ constexpr int kMaxHeadDim = 128;
 
 // Transposed FP8 V stores the keys of each group of 32 in the order a tensor-core
 // thread holds P after Q·Kᵀ (see V_KEY_ORDER in quant_config.py): position p holds
-// key v_key_at(p); key k sits at position v_position_of(k).
+// key v_key_at(p).
 __host__ __device__ constexpr int v_key_at(int p) {
   return 16 * (p / 16) + ((p % 4) < 2 ? 2 * ((p % 16) / 4) + (p % 4) : 8 + 2 * ((p % 16) / 4) + (p % 4) - 2);
-}
-__host__ __device__ constexpr int v_position_of(int k) {
-  return 16 * (k / 16) + ((k % 16) < 8 ? 4 * ((k % 8) / 2) + (k % 2) : 4 * ((k % 8) / 2) + 2 + (k % 2));
 }
 
 __host__ __device__ constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }

@@ -23,9 +23,8 @@ enum class Sm90Tiling { kWide, kNarrow };
 // Hopper kernel (sm_90a only; hopper/attention_sm90.cu): INT8 and FP8 wgmma.
 // Declared weak: a build without the 9.0a unit leaves it null and the dispatch
 // falls back to the portable kernel.
-// With p.q_input set (only where sm90_quantizes_q(tiling)), the kernel quantizes Q itself.
+// With p.q_input set (narrow tiling only), the kernel quantizes Q itself.
 __attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling,
                                                  cudaStream_t stream);
-__attribute__((weak)) bool sm90_quantizes_q(Sm90Tiling tiling);
 
 }  // namespace sage

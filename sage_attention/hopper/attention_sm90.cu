@@ -511,14 +511,12 @@ void launch_tiling(const AttentionParams& p, bool out_bf16, cudaStream_t stream)
 }  // namespace
 }  // namespace sm90
 
-bool sm90_quantizes_q(Sm90Tiling tiling) { return tiling == Sm90Tiling::kNarrow; }
-
 void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling, cudaStream_t stream) {
   if (tiling == Sm90Tiling::kNarrow) {
     p.q_input.ptr != nullptr ? sm90::launch_tiling<sm90::NarrowTiling, true>(p, out_bf16, stream)
                              : sm90::launch_tiling<sm90::NarrowTiling, false>(p, out_bf16, stream);
   } else {
-    sm90::launch_tiling<sm90::WideTiling, false>(p, out_bf16, stream);  // the caller passes INT8 Q (sm90_quantizes_q)
+    sm90::launch_tiling<sm90::WideTiling, false>(p, out_bf16, stream);  // INT8 Q from the pre-pass (dispatch_by_arch.cu)
   }
 }
 

@@ -2,7 +2,7 @@
 //
 // A 1-D grid is split into three ranges of CTAs:
 //   V: 128 keys of one kv head    -> FP8 e4m3 with one scale per 128 keys, transposed
-//                                    (keys of each group of 32 in v_position_of order)
+//                                    (position p of each group of 32 holds key v_key_at(p))
 //   Q: 64 query rows of one head  -> per-token INT8 (scale * softmax_scale * log2 e) and the lse shift
 //                                    (quantize_q_row.cuh; no Q CTAs when the attention kernel
 //                                    quantizes Q itself, p.quantize_q false)
