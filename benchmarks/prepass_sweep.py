@@ -24,7 +24,7 @@ def floor_us(b, l, h, d, tensors=3):
     return b * l * h * d * tensors * (2 + 1) / 3.0e12 * 1e6
 
 
-PREPASS_KERNELS = ("k_mean", "quantize_qkv")  # fwd's launches before the attention kernel
+PREPASS_KERNELS = ("k_mean", "quantize_qkv", "short_sequence_prepass")  # fwd's launches before the attention kernel
 
 
 def fwd_prepass_span_us(sage, q, k, v, calls=20):

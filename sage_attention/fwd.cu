@@ -99,7 +99,7 @@ struct QuantizedSizes {
 };
 
 // The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer (Q only when
-// `quantize_q`).
+// `quantize_q`); short sequences without Q in one launch (launch_short_sequence_prepass).
 void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
                     double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial, bool quantize_q) {
   const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
@@ -138,14 +138,19 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
                   n_chunks * s.batch * s.heads_kv < std::numeric_limits<int32_t>::max(),
               "sage_attention: problem too large for one launch");
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool is_bf16 = q.scalar_type() == at::kBFloat16;
+  if (s.kv_len > 0 && launch_short_sequence_prepass(p, is_bf16, stream)) {
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   if (s.kv_len > 0) {
-    launch_k_mean(p, q.scalar_type() == at::kBFloat16, stream);
+    launch_k_mean(p, is_bf16, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   } else {
     C10_CUDA_CHECK(cudaMemsetAsync(out.k_mean, 0, QuantizedSizes(s).k_mean * sizeof(float), stream));
   }
   if (n_blocks > 0) {
-    launch_quantize_qkv(p, q.scalar_type() == at::kBFloat16, stream);
+    launch_quantize_qkv(p, is_bf16, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

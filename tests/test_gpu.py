@@ -105,6 +105,13 @@ def test_every_output_element_is_written(sage):
         ((2, 300, 333, 8, 4, 128, False), torch.float16, False),
         ((1, 190, 250, 4, 2, 96, False), torch.bfloat16, True),
         ((1, 1000, 1000, 2, 1, 128, True), torch.bfloat16, True),
+        # fwd's one-launch pre-pass on Hopper (short_sequence_prepass.cu) at its limits: a
+        # 16-CTA cluster (2048 keys at head_dim 128, 4096 at 64), a single key, and one key past
+        # the limit (the K-mean and quantizer launches again).
+        ((1, 64, 2048, 4, 2, 128, False), torch.bfloat16, False),
+        ((1, 100, 4096, 2, 2, 64, False), torch.float16, True),
+        ((1, 130, 1, 2, 1, 128, False), torch.bfloat16, False),
+        ((1, 70, 2049, 2, 1, 128, True), torch.bfloat16, False),
     ],
     ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
 )

@@ -7,6 +7,7 @@
 #include "../dependent_launch.cuh"
 #include "k_mean.cuh"
 #include "prepass.h"
+#include "thread_block_cluster.cuh"
 
 namespace sage {
 namespace {
@@ -54,7 +55,7 @@ __global__ void __launch_bounds__(kCtaThreads) k_mean_cluster_kernel(PrepassPara
     __syncthreads();  // the run sums in smem are read before the next round overwrites them
   }
   __threadfence();
-  k_mean::cluster_sync();  // every chunk sum of the head is written and visible
+  cluster::sync();  // every chunk sum of the head is written and visible
   if (blockIdx.y == 0) k_mean::finalize<DP>(p, bh, smem);
 }
 

@@ -29,25 +29,31 @@ struct Shape {
   static_assert(kCtaThreads % kThreadsPerChunk == 0, "whole chunks per CTA");
 };
 
-// Steps 1-2 for chunks [first_chunk, first_chunk + kChunksPerCta) of head `bh`
-// (= b * heads_kv + h): chunk sums into p.k_mean_partial[bh][chunk][0..DP).
-// `scratch` holds Shape<DP>::kScratchFloats floats of shared memory.
+// Step 1: this thread's run, tokens t0 .. t0 + kKMeanRun - 1 of channels c0 .. c0 + 7 of one
+// head's K (zeros past kv_len and head_dim), all loads in flight before any use, kept packed.
+template <typename T>
+__device__ __forceinline__ void load_run(const PrepassParams& p, int64_t bh, int64_t t0, int c0,
+                                         uint4 (&raw)[kKMeanRun]) {
+  const int b = int(bh / p.heads_kv), h = int(bh % p.heads_kv);
+  const T* k = static_cast<const T*>(p.k.ptr) + b * p.k.stride_batch + h * p.k.stride_head;
+#pragma unroll
+  for (int t = 0; t < kKMeanRun; ++t) {
+    raw[t] = t0 + t < p.kv_len ? load8_packed(k + (t0 + t) * p.k.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// Steps 1-2 in shared memory: each thread's run sum (sequential over its tokens) into
+// scratch[local_chunk][run][DP]; after a barrier, the run-0 thread of each (chunk, channel
+// group) adds its chunk's runs in order. Returns that chunk sum (channels c0 .. c0 + 7) in
+// the run-0 threads; the others get garbage. `scratch` holds Shape<DP>::kScratchFloats floats.
 template <typename T, int DP>
-__device__ void chunk_sums(const PrepassParams& p, int64_t bh, int64_t first_chunk, float* scratch) {
+__device__ __forceinline__ void chunk_sum_of_runs(const uint4 (&raw)[kKMeanRun], float* scratch, float4& lo,
+                                                  float4& hi) {
   using S = Shape<DP>;
   const int tid = threadIdx.x;
   const int local_chunk = tid / S::kThreadsPerChunk;
   const int run = (tid / S::kGroups) % S::kRuns;
   const int c0 = (tid % S::kGroups) * 8;
-  const int64_t chunk = first_chunk + local_chunk;
-  const int b = int(bh / p.heads_kv), h = int(bh % p.heads_kv);
-  const T* k = static_cast<const T*>(p.k.ptr) + b * p.k.stride_batch + h * p.k.stride_head;
-  const int64_t t0 = chunk * kKMeanChunk + run * kKMeanRun;
-  uint4 raw[kKMeanRun];  // independent loads first (kept packed), then the ordered sum
-#pragma unroll
-  for (int t = 0; t < kKMeanRun; ++t) {
-    raw[t] = t0 + t < p.kv_len ? load8_packed(k + (t0 + t) * p.k.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
-  }
   float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int t = 0; t < kKMeanRun; ++t) {
@@ -61,28 +67,35 @@ __device__ void chunk_sums(const PrepassParams& p, int64_t bh, int64_t first_chu
   runs[slot] = make_float4(sum[0], sum[1], sum[2], sum[3]);
   runs[slot + 1] = make_float4(sum[4], sum[5], sum[6], sum[7]);
   __syncthreads();
-  if (run != 0 || chunk >= p.n_k_mean_chunks) return;
-  float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+  lo = make_float4(0.f, 0.f, 0.f, 0.f);
+  hi = lo;
+  if (run != 0) return;
 #pragma unroll
   for (int r = 0; r < S::kRuns; ++r) {
     const float4 a = runs[slot + r * DP / 4], c = runs[slot + r * DP / 4 + 1];
     lo = make_float4(lo.x + a.x, lo.y + a.y, lo.z + a.z, lo.w + a.w);
     hi = make_float4(hi.x + c.x, hi.y + c.y, hi.z + c.z, hi.w + c.w);
   }
+}
+
+// Steps 1-2 for chunks [first_chunk, first_chunk + kChunksPerCta) of head `bh`
+// (= b * heads_kv + h): chunk sums into p.k_mean_partial[bh][chunk][0..DP).
+// `scratch` holds Shape<DP>::kScratchFloats floats of shared memory.
+template <typename T, int DP>
+__device__ void chunk_sums(const PrepassParams& p, int64_t bh, int64_t first_chunk, float* scratch) {
+  using S = Shape<DP>;
+  const int tid = threadIdx.x;
+  const int run = (tid / S::kGroups) % S::kRuns;
+  const int c0 = (tid % S::kGroups) * 8;
+  const int64_t chunk = first_chunk + tid / S::kThreadsPerChunk;
+  uint4 raw[kKMeanRun];
+  load_run<T>(p, bh, chunk * kKMeanChunk + run * kKMeanRun, c0, raw);
+  float4 lo, hi;
+  chunk_sum_of_runs<T, DP>(raw, scratch, lo, hi);
+  if (run != 0 || chunk >= p.n_k_mean_chunks) return;
   float4* dst = reinterpret_cast<float4*>(p.k_mean_partial + (bh * p.n_k_mean_chunks + chunk) * DP + c0);
   dst[0] = lo;
   dst[1] = hi;
-}
-
-// Every thread of every CTA of the thread-block cluster waits here until all have arrived;
-// memory written before it is visible to the cluster after it (release / acquire).
-// (sm_90 and later; launch_k_mean uses clusters only there.)
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#else
-  __trap();
-#endif
 }
 
 // Step 3 for head `bh`, by a whole CTA of kCtaThreads: the chunk sums are staged through
