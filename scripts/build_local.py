@@ -80,7 +80,8 @@ def python_name(cfg):
 
 
 def source_id(cfg):
-    """7 hex digits identifying the sources (content hash of every file build.toml lists + the Python package)."""
+    """7 hex digits identifying the sources (content hash of every file build.toml lists + the Python
+    package) and any SAGE_EXTRA_NVCC_FLAGS."""
     files = set(cfg["torch"]["src"])
     for kernel in cfg["kernel"].values():
         files.update(kernel["src"])
@@ -89,6 +90,11 @@ def source_id(cfg):
     for rel in sorted(files):
         h.update(rel.encode())
         h.update((ROOT / rel).read_bytes())
+    # Experiment flags change the binary: a build with them must not share the ops namespace of
+    # one without (two such builds loaded in one process would resolve to the same ops).
+    extra = os.environ.get("SAGE_EXTRA_NVCC_FLAGS", "").strip()
+    if extra:
+        h.update(extra.encode())
     return h.hexdigest()[:7]
 
 
