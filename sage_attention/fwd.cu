@@ -133,7 +133,7 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   p.v_scale = out.v_scale;
 
   const int64_t n_blocks = (quantize_q ? int64_t(s.batch) * s.heads_q * (s.q_len_padded / kQuantizerQRows) : 0) +
-                           int64_t(s.batch) * s.heads_kv * (s.kv_len_padded / kKScaleBlock + s.kv_len_padded / kKvTile);
+                           int64_t(s.batch) * s.heads_kv * 2 * (s.kv_len_padded / kKvTile);  // K and V jobs: a tile each
   TORCH_CHECK(n_blocks < std::numeric_limits<int32_t>::max() &&
                   n_chunks * s.batch * s.heads_kv < std::numeric_limits<int32_t>::max(),
               "sage_attention: problem too large for one launch");

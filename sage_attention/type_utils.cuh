@@ -71,6 +71,15 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float (&x)[8]) {
   for (int j = 0; j < 8; ++j) x[j] = to_float(v[j]);
 }
 
+// Packed inputs are unpacked again at each use (a sum, a maximum, the stores): this empty asm
+// "changes" them, so the compiler cannot keep all the unpacked floats live from one use to the
+// next instead, which spills at the quantizers' 80-register cap.
+template <int N>
+__device__ __forceinline__ void unpack_again_later(uint4 (&raw)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(raw[i].x), "+r"(raw[i].y), "+r"(raw[i].z), "+r"(raw[i].w));
+}
+
 // qmax / amax as the pre-pass and its emulation compute it: one IEEE division, 0 when the scale is 0.
 __device__ __forceinline__ float inverse_scale(float amax, float qmax) {
   return __fdiv_rn(amax, qmax) > 0.f ? __fdiv_rn(qmax, amax) : 0.f;

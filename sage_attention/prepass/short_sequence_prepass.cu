@@ -53,16 +53,6 @@ struct KCta {
 constexpr int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 constexpr int kSmemBytes = max3(KCta<64>::kBytes, KCta<128>::kBytes, kVTileSmemBytes<kThreads>);
 
-// K is unpacked from its packed registers at each use (the sums, the maximum, the stores): an
-// empty asm that "changes" them keeps the compiler from holding all 64 floats of a thread
-// live from one use to the next instead, which spills at 80 registers (bf16).
-__device__ __forceinline__ void reunpack_later(uint4 (&raw)[kKMeanRun]) {
-#pragma unroll
-  for (int t = 0; t < kKMeanRun; ++t) {
-    asm volatile("" : "+r"(raw[t].x), "+r"(raw[t].y), "+r"(raw[t].z), "+r"(raw[t].w));
-  }
-}
-
 template <typename T, int DP>
 __device__ void smooth_and_quantize_k(const PrepassParams& p, int64_t bh, unsigned char* smem) {
   using K = KCta<DP>;
@@ -83,7 +73,7 @@ __device__ void smooth_and_quantize_k(const PrepassParams& p, int64_t bh, unsign
   k_mean::load_run<T>(p, bh, t0, c0, raw);
   float4 lo, hi;
   k_mean::chunk_sum_of_runs<T, DP>(raw, runs, lo, hi);
-  reunpack_later(raw);
+  unpack_again_later(raw);
   if (run == 0) {
     reinterpret_cast<float4*>(chunk_sum + local_chunk * DP + c0)[0] = lo;
     reinterpret_cast<float4*>(chunk_sum + local_chunk * DP + c0)[1] = hi;
@@ -140,7 +130,7 @@ __device__ void smooth_and_quantize_k(const PrepassParams& p, int64_t bh, unsign
 #pragma unroll
   for (int w = 1; w < K::kWarpsPerChunk; ++w) amax = fmaxf(amax, warp_max_s[local_chunk * K::kWarpsPerChunk + w]);
   const float inv = inverse_scale(amax, kInt8Max);
-  reunpack_later(raw);
+  unpack_again_later(raw);
   int8_t* k_head = p.k_int8 + bh * p.kv_len_padded * DP;
 #pragma unroll
   for (int t = 0; t < kKMeanRun; ++t) {
