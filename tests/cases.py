@@ -17,10 +17,11 @@ def shape_id(s):
     b, lq, lk, h, hkv, d, c = s
     return f"b{b}-q{lq}-k{lk}-h{h}/{hkv}-d{d}-{'causal' if c else 'full'}"
 
-# Longer and wider shapes for the pre-pass: many heads, and lengths whose K-mean chunk
-# sums are finalized in several shared-memory pieces (k_mean.cuh).
+# Longer and wider shapes for the pre-pass: many heads, lengths whose K-mean chunk sums are
+# finalized in several shared-memory pieces (k_mean.cuh), and each form of the K-mean launch.
 PREPASS_SHAPES = [
     (2, 64, 2500, 16, 16, 128, False),  # 40 chunks: two pieces
     (1, 96, 17000, 4, 2, 128, True),  # 266 chunks: nine pieces
     (3, 40, 700, 24, 8, 64, False),  # GQA, many heads
+    (1, 64, 4700, 2, 2, 128, False),  # 37 CTAs of chunk sums: a 16-CTA cluster, 3 rounds (k_mean.cu)
 ]

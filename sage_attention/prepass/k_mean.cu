@@ -5,6 +5,7 @@
 // summing them in order. In fwd the finalize and the quantizer after it are launched
 // overlapping their predecessor (dependent_launch.cuh).
 #include "../dependent_launch.cuh"
+#include "cluster_launch.h"
 #include "k_mean.cuh"
 #include "prepass.h"
 #include "thread_block_cluster.cuh"
@@ -33,9 +34,10 @@ __global__ void __launch_bounds__(kCtaThreads) k_mean_finalize_kernel(PrepassPar
   k_mean::finalize<DP>(p, blockIdx.x, stage);
 }
 
-// Cluster form: grid (heads, C), cluster (1, C, 1) with C <= kMaxClusterCtas; CTA y of head x
-// takes chunk groups y * rounds .. y * rounds + rounds - 1 (kChunksPerCta chunks each).
-constexpr int kMaxClusterCtas = 8;    // the portable cluster size
+// Cluster form: grid (heads, C), cluster (1, C, 1) with C <= kLargestClusterCtas; CTA y of head x
+// takes chunk groups y * rounds .. y * rounds + rounds - 1 (kChunksPerCta chunks each). Clusters
+// of 8 (portable) where that needs at most kMaxClusterRounds rounds, else of 16 where the device
+// allows (4608 tokens: 3 rounds instead of the two launches; A/B p13 in NOTES.md).
 #ifndef SAGE_K_MEAN_MAX_CLUSTER_ROUNDS  // (a build switch for measurements: 0 = never the cluster form)
 #define SAGE_K_MEAN_MAX_CLUSTER_ROUNDS 4
 #endif
@@ -61,23 +63,21 @@ __global__ void __launch_bounds__(kCtaThreads) k_mean_cluster_kernel(PrepassPara
 
 template <typename T, int DP>
 void launch(const PrepassParams& p, cudaStream_t stream) {
+  constexpr auto kClusterKernel = k_mean_cluster_kernel<T, DP>;
   const int64_t heads = int64_t(p.batch) * p.heads_kv;
   const int64_t ctas_per_head = ceil_div(p.n_k_mean_chunks, k_mean::Shape<DP>::kChunksPerCta);
-  const int64_t cluster_ctas = ctas_per_head < kMaxClusterCtas ? ctas_per_head : kMaxClusterCtas;
+  int64_t cluster_ctas = ctas_per_head < kPortableClusterCtas ? ctas_per_head : kPortableClusterCtas;
+  if (ceil_div(ctas_per_head, cluster_ctas) > kMaxClusterRounds) {
+    cluster_ctas = ctas_per_head < kLargestClusterCtas ? ctas_per_head : kLargestClusterCtas;
+  }
   const int64_t rounds = ceil_div(ctas_per_head, cluster_ctas);
-  if (rounds <= kMaxClusterRounds && device_is_sm90_or_newer()) {
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeClusterDimension;
-    attribute[0].val.clusterDim.x = 1;
-    attribute[0].val.clusterDim.y = unsigned(cluster_ctas);
-    attribute[0].val.clusterDim.z = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(unsigned(heads), unsigned(cluster_ctas));
-    config.blockDim = dim3(kCtaThreads);
-    config.stream = stream;
-    config.attrs = attribute;
-    config.numAttrs = 1;
-    cudaLaunchKernelEx(&config, k_mean_cluster_kernel<T, DP>, p, int(rounds));
+  if (rounds <= kMaxClusterRounds && device_is_sm90_or_newer() && heads <= 0x7fffffff &&
+      clusters_fit<kClusterKernel>(int(cluster_ctas), kCtaThreads)) {
+    cudaLaunchAttribute attribute;
+    const cudaLaunchConfig_t config =
+        cluster_launch_config(dim3(unsigned(heads), unsigned(cluster_ctas)), dim3(kCtaThreads),
+                              dim3(1, unsigned(cluster_ctas), 1), stream, &attribute);
+    cudaLaunchKernelEx(&config, kClusterKernel, p, int(rounds));
     return;
   }
   k_mean_partial_kernel<T, DP><<<dim3(unsigned(heads * ctas_per_head)), kCtaThreads, 0, stream>>>(p, heads);

@@ -16,12 +16,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <atomic>
-
 #include "../dependent_launch.cuh"
 #include "../quant_config.h"
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
+#include "cluster_launch.h"
 #include "k_mean.cuh"
 #include "prepass.h"
 #include "quantize_v_tile.cuh"
@@ -31,8 +30,6 @@ namespace sage {
 namespace {
 
 constexpr int kThreads = k_mean::kCtaThreads;  // the K mean's run layout fixes the K CTA's threads
-constexpr int kMaxClusterCtas = 16;            // sm_90's largest (non-portable) cluster
-constexpr int kMaxDevices = 64;
 
 // Shared memory of a K CTA: run sums, its chunk sums (read by the whole cluster), the head's
 // mean, one float per warp for the block maxima.
@@ -160,57 +157,21 @@ __global__ void __launch_bounds__(kThreads, 3) short_sequence_prepass_kernel(Pre
   smooth_and_quantize_k<T, DP>(p, bh, smem);
 }
 
-cudaLaunchConfig_t config_for(dim3 grid, int cluster_ctas, cudaStream_t stream, cudaLaunchAttribute* attribute) {
-  attribute->id = cudaLaunchAttributeClusterDimension;
-  attribute->val.clusterDim.x = unsigned(cluster_ctas);
-  attribute->val.clusterDim.y = 1;
-  attribute->val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = attribute;
-  config.numAttrs = 1;
-  return config;
-}
-
-// Whether clusters of `ctas` CTAs of this kernel can be resident on the current device
-// (sizes above 8 are non-portable); asked once per device and size.
-template <typename T, int DP>
-bool clusters_fit(int ctas) {
-  static std::atomic<signed char> known[kMaxDevices][kMaxClusterCtas + 1];  // 0 unknown, 1 yes, -1 no
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  std::atomic<signed char>& answer = known[device][ctas];
-  signed char fits = answer.load(std::memory_order_relaxed);
-  if (fits == 0) {
-    auto kernel = short_sequence_prepass_kernel<T, DP>;
-    cudaLaunchAttribute attribute;
-    const cudaLaunchConfig_t config = config_for(dim3(unsigned(ctas)), ctas, nullptr, &attribute);
-    int clusters = 0;
-    fits = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-                   cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) == cudaSuccess && clusters > 0
-               ? 1
-               : -1;
-    cudaGetLastError();  // a refusal is an answer here, not an error for the next launch check
-    answer.store(fits, std::memory_order_relaxed);
-  }
-  return fits > 0;
-}
-
 template <typename T, int DP>
 bool launch(const PrepassParams& p, cudaStream_t stream) {
+  constexpr auto kKernel = short_sequence_prepass_kernel<T, DP>;
   const int64_t ctas = ceil_div(p.kv_len_padded, KCta<DP>::kKeys);
   const int64_t heads = int64_t(p.batch) * p.heads_kv;
-  if (p.quantize_q || p.kv_len <= 0 || ctas > kMaxClusterCtas || heads > 65535 || !device_is_sm90_or_newer() ||
-      !clusters_fit<T, DP>(int(ctas))) {
+  if (p.quantize_q || p.kv_len <= 0 || ctas > kLargestClusterCtas || heads > 65535 || !device_is_sm90_or_newer() ||
+      !clusters_fit<kKernel>(int(ctas), kThreads)) {
     return false;
   }
   const int64_t v_planes = ceil_div(p.n_kv_tiles, ctas);
   cudaLaunchAttribute attribute;
   const cudaLaunchConfig_t config =
-      config_for(dim3(unsigned(ctas), unsigned(heads), unsigned(1 + v_planes)), int(ctas), stream, &attribute);
-  cudaLaunchKernelEx(&config, short_sequence_prepass_kernel<T, DP>, p);
+      cluster_launch_config(dim3(unsigned(ctas), unsigned(heads), unsigned(1 + v_planes)), dim3(kThreads),
+                            dim3(unsigned(ctas)), stream, &attribute);
+  cudaLaunchKernelEx(&config, kKernel, p);
   return true;
 }
 
