@@ -45,13 +45,25 @@ __device__ __forceinline__ void quantize_q_slices(const uint4 (&raw)[kSteps], co
       dot[s] += __shfl_xor_sync(0xffffffffu, dot[s], o);
     }
   }
+  // The two IEEE divisions of a row (its scale and inverse scale) are done once per row, not by
+  // each of its kLanesPerRow lanes: lane i of a row's lanes divides for step i, and the results
+  // are shuffled back (a division is a long instruction sequence; kSteps of them per lane were
+  // most of the Hopper kernel's Q prologue).
+  static_assert(kSteps <= kLanesPerRow, "a lane of each row for each step's division");
+  const int lane = threadIdx.x % 32, first_lane_of_row = lane & ~(kLanesPerRow - 1), step_of_lane = lane % kLanesPerRow;
+  float my_amax = amax[0];
+#pragma unroll
+  for (int s = 1; s < kSteps; ++s) my_amax = step_of_lane == s ? amax[s] : my_amax;
+  const float my_scale = __fdiv_rn(my_amax, kInt8Max);
+  const float my_inv = inverse_scale(my_amax, kInt8Max);
 #pragma unroll
   for (int s = 0; s < kSteps; ++s) {
     float x[8];
     unpack8<T>(raw[s], x);
-    const float inv = inverse_scale(amax[s], kInt8Max);
+    const float inv = __shfl_sync(0xffffffffu, my_inv, first_lane_of_row + s);
+    const float scale = __shfl_sync(0xffffffffu, my_scale, first_lane_of_row + s);
     out[s].bytes = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
-    out[s].scale = __fmul_rn(__fdiv_rn(amax[s], kInt8Max), score_scale);
+    out[s].scale = __fmul_rn(scale, score_scale);
     out[s].lse_shift = dot[s] * softmax_scale;
   }
 }
