@@ -1,5 +1,6 @@
 // Programmatic dependent launch (Hopper): each kernel of fwd's chain (K mean -> quantizer ->
-// attention; the K mean is one cluster launch for short sequences, else sums -> finalize)
+// attention; the K mean is one cluster launch up to 8192 keys at head_dim 128, else sums ->
+// finalize; up to 2048 keys the whole pre-pass is one launch, short_sequence_prepass.cu)
 // is launched while the previous one still runs, so launch latency, prologues and the jobs
 // that need nothing from the previous kernel (the quantizer's V tiles) overlap its tail
 // instead of following it.

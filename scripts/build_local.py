@@ -92,9 +92,9 @@ def source_id(cfg):
         h.update((ROOT / rel).read_bytes())
     # Experiment flags change the binary: a build with them must not share the ops namespace of
     # one without (two such builds loaded in one process would resolve to the same ops).
-    extra = os.environ.get("SAGE_EXTRA_NVCC_FLAGS", "").strip()
+    extra = os.environ.get("SAGE_EXTRA_NVCC_FLAGS", "").split()  # as nvcc gets them
     if extra:
-        h.update(extra.encode())
+        h.update(b"\0SAGE_EXTRA_NVCC_FLAGS:" + " ".join(extra).encode())
     return h.hexdigest()[:7]
 
 

@@ -112,6 +112,7 @@ def test_every_output_element_is_written(sage):
         ((1, 100, 4096, 2, 2, 64, False), torch.float16, True),
         ((1, 130, 1, 2, 1, 128, False), torch.bfloat16, False),
         ((1, 70, 2049, 2, 1, 128, True), torch.bfloat16, False),
+        ((2, 64, 3969, 4, 2, 64, False), torch.bfloat16, False),  # batch > 1, GQA, head_dim 64, 16-CTA clusters
     ],
     ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
 )
@@ -183,3 +184,27 @@ def test_fwd_captures_in_a_cuda_graph(sage):
         out, lse = sage.fwd(q, k, v, is_causal=True)
         torch.cuda.synchronize()
         assert torch.equal(g_out, out) and torch.equal(g_lse, lse)
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="the cluster forms of the pre-pass run on compute capability 9.0")
+@pytest.mark.parametrize(
+    "kv_len, used, unused",
+    [
+        (1152, "short_sequence_prepass_kernel", ("k_mean", "quantize_qkv")),  # one launch (p11)
+        (4608, "k_mean_cluster_kernel", ("k_mean_partial", "k_mean_finalize")),  # 16-CTA clusters (p13)
+    ],
+)
+def test_fwd_takes_the_cluster_prepass_on_hopper(sage, kv_len, used, unused):
+    """The host picks the cluster launches where they apply. A check that wrongly refused them
+    (the device query, the binary's version) would cost only speed, which no other test sees."""
+    from torch.profiler import ProfilerActivity, profile
+
+    q, k, v = gen_qkv(1, 64, kv_len, 4, 2, 128, device="cuda", seed=20)
+    sage.fwd(q, k, v)  # the host's one-time cluster queries happen outside the profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        sage.fwd(q, k, v)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert any(used in n for n in names), names
+    assert not any(u in n for n in names for u in unused), names

@@ -45,7 +45,7 @@ __device__ __forceinline__ void load_run(const PrepassParams& p, int64_t bh, int
 // Steps 1-2 in shared memory: each thread's run sum (sequential over its tokens) into
 // scratch[local_chunk][run][DP]; after a barrier, the run-0 thread of each (chunk, channel
 // group) adds its chunk's runs in order. Returns that chunk sum (channels c0 .. c0 + 7) in
-// the run-0 threads; the others get garbage. `scratch` holds Shape<DP>::kScratchFloats floats.
+// the run-0 threads; the others get zeros. `scratch` holds Shape<DP>::kScratchFloats floats.
 template <typename T, int DP>
 __device__ __forceinline__ void chunk_sum_of_runs(const uint4 (&raw)[kKMeanRun], float* scratch, float4& lo,
                                                   float4& hi) {

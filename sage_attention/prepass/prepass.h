@@ -16,7 +16,8 @@ void launch_quantize_qkv(const PrepassParams& p, bool is_bf16, cudaStream_t stre
 
 // Short sequences when Q is not quantized here (fwd on Hopper): the K mean, K and V in one
 // cluster launch instead of the two above (short_sequence_prepass.cu; the same bits). Returns
-// false, launching nothing, where it does not apply (Q wanted, too many keys, before sm_90).
+// false, launching nothing, where it does not apply (Q wanted, too many keys, more than 65535
+// batch x kv heads, before sm_90, or the device cannot hold the cluster: cluster_launch.h).
 bool launch_short_sequence_prepass(const PrepassParams& p, bool is_bf16, cudaStream_t stream);
 
 }  // namespace sage
