@@ -102,4 +102,9 @@ __device__ __forceinline__ uint32_t quantize_int8x4(const float* x, float inv) {
   return __byte_perm(__byte_perm(bits[0], bits[1], 0x0040), __byte_perm(bits[2], bits[3], 0x0040), 0x5410);
 }
 
+// Eight values as INT8 (quantize_int8x4 twice), the first in the lowest byte of .x.
+__device__ __forceinline__ uint2 quantize_int8x8(const float (&x)[8], float inv) {
+  return make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
+}
+
 }  // namespace sage

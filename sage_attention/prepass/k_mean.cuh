@@ -42,6 +42,17 @@ __device__ __forceinline__ void load_run(const PrepassParams& p, int64_t bh, int
   }
 }
 
+// K smoothing, as every K quantizer applies it (the bits must agree): channels c0 .. c0 + 7
+// of one key (packed), minus the head's mean; 0 for a key past kv_len (`real_key` false) and
+// for channels past head_dim.
+template <typename T>
+__device__ __forceinline__ void smoothed_key(const uint4& raw, const float (&km)[8], bool real_key, int c0, int head_dim,
+                                             float (&x)[8]) {
+  unpack8<T>(raw, x);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) x[j] = (real_key && c0 + j < head_dim) ? __fsub_rn(x[j], km[j]) : 0.f;
+}
+
 // Steps 1-2 in shared memory: each thread's run sum (sequential over its tokens) into
 // scratch[local_chunk][run][DP]; after a barrier, the run-0 thread of each (chunk, channel
 // group) adds its chunk's runs in order. Returns that chunk sum (channels c0 .. c0 + 7) in

@@ -56,11 +56,11 @@ __global__ void __launch_bounds__(kThreads) int8_blocks_kernel(Int8BlocksParams 
     float v[8];
     load_row_group(r, c0, v);
     int8_t* dst = y + (row0 + r) * p.y_stride_seq + c0;
-    const uint32_t lo = quantize_int8x4(v, inv), hi = quantize_int8x4(v + 4, inv);
+    const uint2 q8 = quantize_int8x8(v, inv);
     if (c0 + 8 <= p.head_dim && (reinterpret_cast<uintptr_t>(dst) & 7) == 0) {
-      *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+      *reinterpret_cast<uint2*>(dst) = q8;
     } else {
-      for (int j = 0; j < 8 && c0 + j < p.head_dim; ++j) dst[j] = int8_t(((j < 4 ? lo : hi) >> (8 * (j % 4))) & 0xFF);
+      for (int j = 0; j < 8 && c0 + j < p.head_dim; ++j) dst[j] = int8_t(((j < 4 ? q8.x : q8.y) >> (8 * (j % 4))) & 0xFF);
     }
   }
 }

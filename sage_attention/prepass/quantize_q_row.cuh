@@ -62,7 +62,7 @@ __device__ __forceinline__ void quantize_q_slices(const uint4 (&raw)[kSteps], co
     unpack8<T>(raw[s], x);
     const float inv = __shfl_sync(0xffffffffu, my_inv, first_lane_of_row + s);
     const float scale = __shfl_sync(0xffffffffu, my_scale, first_lane_of_row + s);
-    out[s].bytes = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
+    out[s].bytes = quantize_int8x8(x, inv);
     out[s].scale = __fmul_rn(scale, score_scale);
     out[s].lse_shift = dot[s] * softmax_scale;
   }

@@ -21,6 +21,7 @@
 #include "../quant_config.h"
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
+#include "k_mean.cuh"
 #include "prepass.h"
 #include "quantize_q_row.cuh"
 #include "quantize_v_tile.cuh"
@@ -99,12 +100,9 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
     const int64_t key = key0 + (int(threadIdx.x) + i * kThreads) / kGroups;
     raw[i] = key < p.kv_len ? load8_packed(k + key * p.k.stride_seq, c0, p.head_dim) : make_uint4(0, 0, 0, 0);
   }
-  // (k - mean) for the real keys and channels, 0 elsewhere.
   auto smoothed = [&](int i, float (&x)[8]) {
     const int64_t key = key0 + (int(threadIdx.x) + i * kThreads) / kGroups;
-    unpack8<T>(raw[i], x);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = (key < p.kv_len && c0 + j < p.head_dim) ? __fsub_rn(x[j], km[j]) : 0.f;
+    k_mean::smoothed_key<T>(raw[i], km, key < p.kv_len, c0, p.head_dim, x);
   };
   float amax[kKJobBlocks];
 #pragma unroll
@@ -130,8 +128,7 @@ __device__ void quantize_k_block(const PrepassParams& p, int64_t block, unsigned
       const int r = (int(threadIdx.x) + i * kThreads) / kGroups;
       float x[8];
       smoothed(i, x);
-      const uint2 packed = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
-      *reinterpret_cast<uint2*>(dst + tile_offset(r0 + r, c0, DP)) = packed;
+      *reinterpret_cast<uint2*>(dst + tile_offset(r0 + r, c0, DP)) = quantize_int8x8(x, inv);
     }
     const int64_t scale_block = key0 / kKScaleBlock + kb;
     if (threadIdx.x == 0 && scale_block < p.n_k_scale_blocks) {

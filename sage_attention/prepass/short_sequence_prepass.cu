@@ -102,15 +102,10 @@ __device__ void smooth_and_quantize_k(const PrepassParams& p, int64_t bh, unsign
   cluster::arrive();  // this CTA reads no other CTA's shared memory from here on
   __syncthreads();
 
-  // (k - mean) for the real keys and channels, 0 elsewhere (as quantize_qkv.cu's K blocks).
   float km[8];
 #pragma unroll
   for (int j = 0; j < 8; ++j) km[j] = mean[c0 + j];
-  auto smoothed = [&](int t, float(&x)[8]) {
-    unpack8<T>(raw[t], x);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = (t0 + t < p.kv_len && c0 + j < p.head_dim) ? __fsub_rn(x[j], km[j]) : 0.f;
-  };
+  auto smoothed = [&](int t, float(&x)[8]) { k_mean::smoothed_key<T>(raw[t], km, t0 + t < p.kv_len, c0, p.head_dim, x); };
   float amax = 0.f;
 #pragma unroll
   for (int t = 0; t < kKMeanRun; ++t) {
@@ -135,8 +130,8 @@ __device__ void smooth_and_quantize_k(const PrepassParams& p, int64_t bh, unsign
     if (key >= p.kv_len_padded) break;  // past the last tile (head_dim 64: a CTA covers two tiles)
     float x[8];
     smoothed(t, x);
-    const uint2 packed = make_uint2(quantize_int8x4(x, inv), quantize_int8x4(x + 4, inv));
-    *reinterpret_cast<uint2*>(k_head + (key / kKvTile) * kKvTile * DP + tile_offset(int(key % kKvTile), c0, DP)) = packed;
+    *reinterpret_cast<uint2*>(k_head + (key / kKvTile) * kKvTile * DP + tile_offset(int(key % kKvTile), c0, DP)) =
+        quantize_int8x8(x, inv);
   }
   if (run == 0 && c0 == 0 && chunk < p.n_k_scale_blocks) {
     p.k_scale[bh * p.n_k_scale_blocks + chunk] = __fdiv_rn(amax, kInt8Max);
