@@ -36,6 +36,7 @@
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
+#include "cta_order.cuh"
 #include "online_softmax.cuh"
 #include "wgmma.cuh"
 
@@ -123,9 +124,10 @@ __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) 
 // kQuantizeQ: the CTA quantizes its own Q rows from the input (p.q_input) instead of copying
 // the pre-pass's INT8 Q: the pre-pass then reads and writes a third less, and the Q loads are
 // issued before the wait for the pre-pass, overlapping its tail (narrow tiling only).
-template <int D, typename OutT, typename T, bool kQuantizeQ>
+// kHeavyFirst: the causal heavy-first CTA order (cta_order.cuh), over log2_head_groups.
+template <int D, typename OutT, typename T, bool kQuantizeQ, bool kHeavyFirst>
 __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
-    attention_sm90_kernel(const __grid_constant__ AttentionParams p) {
+    attention_sm90_kernel(const __grid_constant__ AttentionParams p, int log2_head_groups) {
   using S = Smem<D, T>;
   static_assert(!kQuantizeQ || T::kWarpgroups == 1, "in-kernel Q quantization is written for one warpgroup per CTA");
   constexpr int kStages = T::kStages, kRows = T::kRows, kThreads = T::kThreads, kPBuffers = T::kPBuffers;
@@ -144,11 +146,13 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   const int tid = threadIdx.x;
   const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;
-  const int h = blockIdx.y, b = blockIdx.z;
+  const CtaWork work = cta_work<kHeavyFirst>(log2_head_groups);
+  if (kHeavyFirst && work.head >= p.heads_q) return;  // a spare CTA of the last head group
+  const int h = work.head, b = work.batch;
   const int hk = h / (p.heads_q / p.heads_kv);
   const int64_t bh = int64_t(b) * p.heads_q + h;
   const int64_t bhk = int64_t(b) * p.heads_kv + hk;
-  const int64_t row0 = int64_t(blockIdx.x) * kRows;
+  const int64_t row0 = int64_t(work.q_block) * kRows;
   const int64_t row_a = row0 + wg * 64 + warp * 16 + g, row_b = row_a + 8;
   const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
 
@@ -482,20 +486,36 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   }
 }
 
-template <int D, typename OutT, typename T, bool kQuantizeQ>
-void launch(const AttentionParams& p, cudaStream_t stream) {
+template <int D, typename OutT, typename T, bool kQuantizeQ, bool kHeavyFirst>
+void launch_kernel(const AttentionParams& p, const CtaGrid& g, cudaStream_t stream) {
   constexpr int kSmem = Smem<D, T>::kBytes;
   static_assert(T::kCtasPerSm * (kSmem + 1024) <= 228 * 1024, "the CTAs of one SM must fit its shared memory");
-  auto kernel = attention_sm90_kernel<D, OutT, T, kQuantizeQ>;
-  static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
+  auto kernel = attention_sm90_kernel<D, OutT, T, kQuantizeQ, kHeavyFirst>;
+  // The shared-memory attribute is set once per device and instantiation (this function's own static).
+  static std::atomic<uint64_t> configured{0};  // one bit per device
   int device = 0;
   cudaGetDevice(&device);
   if (device >= 64 || !((configured.load(std::memory_order_relaxed) >> device) & 1u)) {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
   }
-  dim3 grid(unsigned(ceil_div(p.q_len, T::kRows)), p.heads_q, p.batch);
-  launch_overlapping_previous(kernel, grid, dim3(T::kThreads), kSmem, stream, p);
+  launch_overlapping_previous(kernel, g.grid, dim3(T::kThreads), kSmem, stream, p, g.log2_head_groups);
+}
+
+// Causal launches of the narrow tiling (the dispatched one) take the heavy-first CTA order;
+// the wide tiling (selectable for tests and comparisons) keeps the plain order.
+template <int D, typename OutT, typename T, bool kQuantizeQ>
+void launch(const AttentionParams& p, cudaStream_t stream) {
+  const unsigned q_blocks = unsigned(ceil_div(p.q_len, T::kRows));
+  constexpr bool kNarrow = T::kWarpgroups == 1;
+  const CtaGrid g = kNarrow && p.is_causal
+                        ? causal_heavy_first_grid(q_blocks, p.heads_q, p.batch, p.kv_len_padded, D)
+                        : CtaGrid{dim3(q_blocks, p.heads_q, p.batch), false, 0};
+  if (kNarrow && g.heavy_first) {
+    launch_kernel<D, OutT, T, kQuantizeQ, kNarrow>(p, g, stream);  // kNarrow is true here
+  } else {
+    launch_kernel<D, OutT, T, kQuantizeQ, false>(p, g, stream);
+  }
 }
 
 template <typename T, bool kQuantizeQ>

@@ -1,0 +1,73 @@
+// Which (query block, head, batch) each CTA of the Hopper kernel works on.
+//
+// The grid is (query blocks, heads, batch), and the hardware starts CTAs roughly in linear
+// blockIdx order (x fastest). Without a causal mask every CTA does the same work, and the
+// plain order keeps the query blocks of one head side by side, so they read its K/V tiles
+// from L2 at about the same time.
+//
+// With the causal mask a query block's work grows with its index (it sees the keys up to
+// its last row): in the plain order the heaviest blocks of the last heads start last and run
+// on a half-empty GPU at the end. Causal launches therefore take the blocks heaviest first
+// (longest-processing-time order) within groups of heads of one batch entry: the grid is
+// (heads per group, query blocks, batch x head groups), so the linear CTA index walks the
+// groups in order and, inside a group, the query blocks from the last to the first with the
+// group's heads side by side. The host sizes the groups so one group's K/V tiles stay within
+// part of L2, since the CTAs running at one time now span a whole group's heads
+// (causal_heavy_first_grid below). When the groups do not divide the heads, the last
+// group's spare CTAs exit at once.
+//
+// Both orders are compiled as separate kernels (kHeavyFirst) rather than picked at run time:
+// with a run-time choice, or with an integer division in the decode, ptxas no longer treats
+// the head and batch as the same in every thread, and the main loop's address and mask
+// arithmetic moves from the uniform datapath to per-thread registers (fwd 2-3% slower on
+// every workload, causal or not, in an A/B on the H100). Hence also a power-of-two number of
+// head groups: the decode is a shift and a mask.
+#pragma once
+#include <cstdint>
+
+namespace sage {
+namespace sm90 {
+
+struct CtaWork {
+  unsigned q_block;  // unsigned like blockIdx: the plain order's code stays what it was before this file
+  int head, batch;
+};
+
+// kHeavyFirst: the heavy-first grid above with 2^log2_head_groups head groups; a CTA whose
+// head is past the last (head >= heads) has no work. Otherwise the plain grid.
+template <bool kHeavyFirst>
+__device__ __forceinline__ CtaWork cta_work(int log2_head_groups) {
+  if constexpr (!kHeavyFirst) return {blockIdx.x, int(blockIdx.y), int(blockIdx.z)};
+  const unsigned shift = unsigned(log2_head_groups);
+  const unsigned group = blockIdx.z & ((1u << shift) - 1u), batch = blockIdx.z >> shift;
+  return {gridDim.y - 1 - blockIdx.y, int(group * gridDim.x + blockIdx.x), int(batch)};
+}
+
+// Host: the grid of a launch and cta_work's argument.
+struct CtaGrid {
+  dim3 grid;
+  bool heavy_first;
+  int log2_head_groups;  // cta_work's argument
+};
+
+// Causal: the heavy-first grid. The quantized K and V of one head take 2 bytes per key and
+// channel (less per query head under GQA); 16 MiB of the H100's 50 MiB L2 holds 16 heads at
+// 4096 keys (head_dim 128), 64 at 1024 (a group never spans two batch entries). Longer
+// sequences get smaller groups, down to one head (heavy first within the head).
+inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int batch, int64_t kv_len_padded, int dim_padded) {
+  constexpr int64_t kL2Budget = int64_t(16) << 20;
+  const int64_t per_head = 2 * kv_len_padded * dim_padded;
+  int64_t fit = per_head > 0 ? kL2Budget / per_head : heads;
+  fit = fit < 1 ? 1 : fit > heads ? heads : fit;
+  int log2_groups = 0;
+  while ((int64_t(1) << log2_groups) * fit < heads) ++log2_groups;  // the fewest groups of <= fit heads
+  const int groups = 1 << log2_groups;
+  const int per_group = (heads + groups - 1) / groups;  // as even as a power of two allows
+  if (q_blocks > 65535u || int64_t(batch) * groups > 65535) {  // past the grid's y/z limits: plain order
+    return {dim3(q_blocks, unsigned(heads), unsigned(batch)), false, 0};
+  }
+  return {dim3(unsigned(per_group), q_blocks, unsigned(batch) * unsigned(groups)), true, log2_groups};
+}
+
+}  // namespace sm90
+}  // namespace sage
