@@ -14,7 +14,7 @@ void launch_attention_simt(const AttentionParams& p, bool out_bf16, cudaStream_t
 // How the Hopper kernel tiles the work (hopper/attention_sm90.cu, NOTES.md):
 //  - kWide: a CTA = 2 warpgroups x 64 query rows sharing 4 K/V stages, one CTA per SM,
 //    the softmax of tile t overlapping the P·V of tile t-1 inside each warpgroup;
-//  - kNarrow: a CTA = 1 warpgroup x 64 rows, 2 stages, three CTAs per SM (168 registers),
+//  - kNarrow: a CTA = 1 warpgroup x 64 rows, 2 stages, three CTAs per SM (168 registers; four at head_dim 64, 128),
 //    each warpgroup serial: the other CTAs' warpgroups fill its gaps.
 // Since v13 kNarrow is faster on every standard workload, last waves included, and the
 // dispatch runs it (sm90_tiling_for); kWide stays selectable and tested.

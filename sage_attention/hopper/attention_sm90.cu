@@ -17,7 +17,7 @@
 //  - wide: 2 warpgroups per CTA, one CTA per SM; the warpgroups drift apart by up to
 //    kStages - 1 tiles, and within a warpgroup the softmax of tile t runs while the P·V
 //    of tile t-1 is on the tensor cores;
-//  - narrow: 1 warpgroup per CTA, three CTAs per SM, each warpgroup serial; the other
+//  - narrow: 1 warpgroup per CTA, three CTAs per SM (four at head_dim 64), each warpgroup serial; the other
 //    CTAs' warpgroups overlap its waits.
 // On fwd's path the narrow tiling also quantizes its own Q rows (kQuantizeQ below), with the
 // pre-pass's arithmetic, so the pre-pass before it covers K and V only.
@@ -65,6 +65,11 @@ struct Tiling {
 };
 using WideTiling = Tiling<2, 1, 4, true>;
 using NarrowTiling = Tiling<1, 3, 2, false>;
+// The narrow tiling at head_dim 64: half the O accumulator and a quarter of the shared memory,
+// so four CTAs share an SM (128 registers, no spills; 36 KB each). Measured (v22, NOTES.md):
+// 5-11% faster than three CTAs per SM; five would need 96 registers, where ptxas spills and
+// serializes the wgmmas (C7512); a third stage gained nothing.
+using NarrowTiling64 = Tiling<1, 4, 2, false>;
 
 // Diagnostic build only (wrong results, timing only): copy only the first kStages K/V
 // tiles and reuse them. (A "no softmax" switch existed until it turned out that ptxas
@@ -507,7 +512,7 @@ void launch_kernel(const AttentionParams& p, const CtaGrid& g, cudaStream_t stre
 template <int D, typename OutT, typename T, bool kQuantizeQ>
 void launch(const AttentionParams& p, cudaStream_t stream) {
   const unsigned q_blocks = unsigned(ceil_div(p.q_len, T::kRows));
-  constexpr bool kNarrow = T::kWarpgroups == 1;
+  constexpr bool kNarrow = T::kWarpgroups == 1;  // the narrow tilings (NarrowTiling, NarrowTiling64)
   const CtaGrid g = kNarrow && p.is_causal
                         ? causal_heavy_first_grid(q_blocks, p.heads_q, p.batch, p.kv_len_padded, D)
                         : CtaGrid{dim3(q_blocks, p.heads_q, p.batch), false, 0};
@@ -520,11 +525,12 @@ void launch(const AttentionParams& p, cudaStream_t stream) {
 
 template <typename T, bool kQuantizeQ>
 void launch_tiling(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
+  using T64 = std::conditional_t<std::is_same_v<T, NarrowTiling>, NarrowTiling64, T>;  // head_dim 64
   if (out_bf16) {
-    p.dim_padded == 64 ? launch<64, __nv_bfloat16, T, kQuantizeQ>(p, stream)
+    p.dim_padded == 64 ? launch<64, __nv_bfloat16, T64, kQuantizeQ>(p, stream)
                        : launch<128, __nv_bfloat16, T, kQuantizeQ>(p, stream);
   } else {
-    p.dim_padded == 64 ? launch<64, __half, T, kQuantizeQ>(p, stream) : launch<128, __half, T, kQuantizeQ>(p, stream);
+    p.dim_padded == 64 ? launch<64, __half, T64, kQuantizeQ>(p, stream) : launch<128, __half, T, kQuantizeQ>(p, stream);
   }
 }
 
