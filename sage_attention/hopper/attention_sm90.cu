@@ -65,7 +65,7 @@ struct Tiling {
 };
 using WideTiling = Tiling<2, 1, 4, true>;
 using NarrowTiling = Tiling<1, 3, 2, false>;
-// The narrow tiling at head_dim 64: half the O accumulator and a quarter of the shared memory,
+// The narrow tiling at head_dim 64: half the O accumulator and half the shared memory,
 // so four CTAs share an SM (128 registers, no spills; 36 KB each). Measured (v22, NOTES.md):
 // 5-11% faster than three CTAs per SM; five would need 96 registers, where ptxas spills and
 // serializes the wgmmas (C7512); a third stage gained nothing.

@@ -17,11 +17,13 @@
 // group's spare CTAs exit at once.
 //
 // Both orders are compiled as separate kernels (kHeavyFirst) rather than picked at run time:
-// with a run-time choice, or with an integer division in the decode, ptxas no longer treats
-// the head and batch as the same in every thread, and the main loop's address and mask
-// arithmetic moves from the uniform datapath to per-thread registers (fwd 2-3% slower on
-// every workload, causal or not, in an A/B on the H100). Hence also a power-of-two number of
-// head groups: the decode is a shift and a mask.
+// with a run-time select between the two decodes (measured with 64-bit divisions, 32-bit
+// divisions and shifts in the decode alike), ptxas no longer treats the head, batch and first
+// row as the same in every thread, and the main loop's address and mask arithmetic moves from
+// the uniform datapath to per-thread registers (fwd 2-3% slower on every workload, causal or
+// not, in an A/B on the H100). The decode itself is a shift and a mask (a power-of-two number
+// of head groups), the cheapest form; whether a division alone would also break uniformity was
+// not isolated (the kernel's `h / group` for GQA stays uniform).
 #pragma once
 #include <cstdint>
 
@@ -51,9 +53,10 @@ struct CtaGrid {
 };
 
 // Causal: the heavy-first grid. The quantized K and V of one head take 2 bytes per key and
-// channel (less per query head under GQA); 16 MiB of the H100's 50 MiB L2 holds 16 heads at
-// 4096 keys (head_dim 128), 64 at 1024 (a group never spans two batch entries). Longer
-// sequences get smaller groups, down to one head (heavy first within the head).
+// channel; 16 MiB of the H100's 50 MiB L2 holds 16 heads at 4096 keys (head_dim 128), 64 at
+// 1024 (a group never spans two batch entries). Longer sequences get smaller groups, down to
+// one head (heavy first within the head). Under GQA query heads share their kv head's tiles,
+// so the groups are smaller than the budget allows (counted per query head; not tuned).
 inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int batch, int64_t kv_len_padded, int dim_padded) {
   constexpr int64_t kL2Budget = int64_t(16) << 20;
   const int64_t per_head = 2 * kv_len_padded * dim_padded;
