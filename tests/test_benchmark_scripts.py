@@ -1,0 +1,28 @@
+"""The benchmark scripts run where the README says (the GPU machine); here they must at least
+import and parse their arguments, and the A/B script must pick the workloads it is asked for."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.mark.parametrize("script", ["run_side_by_side.py", "compare_builds.py"])
+def test_benchmark_script_parses_its_arguments(script):
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "usage:" in run.stdout
+
+
+def test_compare_builds_selects_named_workloads_and_shapes_alone():
+    from run_side_by_side import load_workloads
+
+    named = load_workloads(["large_b4h32_s4096"], ["1,300,2,64,causal"])
+    assert [w["name"] for w in named] == ["large_b4h32_s4096", "b1_s300_h2_d64_causal"]
+    shapes_only = load_workloads(["(shapes only)"], ["2,128,4,128"])  # compare_builds.py with --shape alone
+    assert len(shapes_only) == 1 and shapes_only[0]["causal"] is False and shapes_only[0]["batch"] == 2
