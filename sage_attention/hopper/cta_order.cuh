@@ -52,6 +52,11 @@ struct CtaGrid {
   int log2_head_groups;  // cta_work's argument
 };
 
+// The plain grid (query blocks, heads, batch), decoded from blockIdx as it stands.
+inline CtaGrid plain_grid(unsigned q_blocks, int heads, int batch) {
+  return {dim3(q_blocks, unsigned(heads), unsigned(batch)), false, 0};
+}
+
 // Causal: the heavy-first grid. The quantized K and V of one head take 2 bytes per key and
 // channel; 16 MiB of the H100's 50 MiB L2 holds 16 heads at 4096 keys (head_dim 128), 64 at
 // 1024 (a group never spans two batch entries). Longer sequences get smaller groups, down to
@@ -66,9 +71,7 @@ inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int batch, 
   while ((int64_t(1) << log2_groups) * fit < heads) ++log2_groups;  // the fewest groups of <= fit heads
   const int groups = 1 << log2_groups;
   const int per_group = (heads + groups - 1) / groups;  // as even as a power of two allows
-  if (q_blocks > 65535u || int64_t(batch) * groups > 65535) {  // past the grid's y/z limits: plain order
-    return {dim3(q_blocks, unsigned(heads), unsigned(batch)), false, 0};
-  }
+  if (q_blocks > 65535u || int64_t(batch) * groups > 65535) return plain_grid(q_blocks, heads, batch);  // past y/z limits
   return {dim3(unsigned(per_group), q_blocks, unsigned(batch) * unsigned(groups)), true, log2_groups};
 }
 
