@@ -2,6 +2,7 @@
 """A/B of local builds in one process: how every kernel change in NOTES.md is judged.
 
     python benchmarks/compare_builds.py old=/path/to/checkout_a new=. [--workload large ...] [--rounds 7]
+        [--shape 1,16384,32,128,causal,kv=8]
 
 Each NAME=DIR loads DIR/build (scripts/build_local.py; builds of different sources, or of the same
 sources with different SAGE_EXTRA_NVCC_FLAGS, get their own ops namespace, so they load side by
@@ -44,10 +45,12 @@ def load_builds(specs):
 
 def compare(builds, w, rounds):
     b, l, h, d, causal = w["batch"], w["seqlen"], w["heads"], w["head_dim"], w["causal"]
-    shape = (b, l, h, d)
-    input_sets = [tuple(gen(shape, 100 * s + i) for i in range(3)) for s in range(2)]
+    hkv = w.get("heads_kv", h)
+    shapes = [(b, l, h, d), (b, l, hkv, d), (b, l, hkv, d)]
+    input_sets = [tuple(gen(shapes[i], 100 * s + i) for i in range(3)) for s in range(2)]
     q, k, v = input_sets[0]
-    ref = fp32_reference(q, k, v, causal)
+    # GQA: the fp32 reference sees each kv head repeated for its query heads.
+    ref = fp32_reference(q, k.repeat_interleave(h // hkv, dim=2), v.repeat_interleave(h // hkv, dim=2), causal)
     names = list(builds)
     result = {"accuracy": {}, "fwd_ms": {n: [] for n in names}, "kernel_ms": {n: [] for n in names}}
     first = None
@@ -88,7 +91,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", help="NAME=DIR: DIR/build is loaded (the first is the reference)")
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
-    ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal]")
+    ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal][,kv=HKV] (kv=: GQA)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=".")
     args = ap.parse_args()

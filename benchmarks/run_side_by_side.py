@@ -44,12 +44,17 @@ def load_workloads(names=None, shapes=()):
     wl = json.loads(path.read_text())["workloads"] if path else []
     if names:
         wl = [w for w in wl if w["name"] in names]
-    for s in shapes:
+    for s in shapes:  # B,L,H,D[,causal][,kv=HKV]
         parts = s.split(",")
         b, l, h, d = (int(x) for x in parts[:4])
-        causal = len(parts) > 4 and parts[4] == "causal"
-        wl.append({"name": f"b{b}_s{l}_h{h}_d{d}{'_causal' if causal else ''}", "batch": b, "seqlen": l, "heads": h,
-                   "head_dim": d, "causal": causal})
+        extra = parts[4:]
+        causal = "causal" in extra
+        hkv = next((int(x[3:]) for x in extra if x.startswith("kv=")), h)
+        if any(x != "causal" and not x.startswith("kv=") for x in extra) or hkv < 1 or h % hkv:
+            raise ValueError(f"shape {s!r}: expected B,L,H,D[,causal][,kv=HKV] with HKV dividing H")
+        name = f"b{b}_s{l}_h{h}_d{d}{f'_kv{hkv}' if hkv != h else ''}{'_causal' if causal else ''}"
+        wl.append({"name": name, "batch": b, "seqlen": l, "heads": h, "heads_kv": hkv, "head_dim": d,
+                   "causal": causal})
     return wl
 
 
@@ -312,7 +317,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
-    ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal]")
+    ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal] (MHA)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--profile", action="store_true", help="also print fwd's per-kernel GPU time per workload")
     ap.add_argument("--build-dir", default=str(ROOT / "build"), help="where the local build lives")
@@ -324,6 +329,8 @@ def main():
     sage = kernels.get_local_kernel(Path(args.build_dir))
     names = QUICK if args.quick else args.workload
     wl = load_workloads(names, args.shape) if (names or not args.shape) else load_workloads([], args.shape)
+    if any(w.get("heads_kv", w["heads"]) != w["heads"] for w in wl):
+        sys.exit("run_side_by_side: GQA shapes (kv=) are for benchmarks/compare_builds.py; the peers here take MHA")
     env = environment()
     print(f"{sage.__name__}: attention kernel {sage.attention_kernel_name('cuda')}; {env}", flush=True)
     results = []

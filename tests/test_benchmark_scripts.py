@@ -26,3 +26,16 @@ def test_compare_builds_selects_named_workloads_and_shapes_alone():
     assert [w["name"] for w in named] == ["large_b4h32_s4096", "b1_s300_h2_d64_causal"]
     shapes_only = load_workloads(["(shapes only)"], ["2,128,4,128"])  # compare_builds.py with --shape alone
     assert len(shapes_only) == 1 and shapes_only[0]["causal"] is False and shapes_only[0]["batch"] == 2
+
+
+def test_shape_specs_take_gqa_and_reject_what_they_cannot_parse():
+    from run_side_by_side import load_workloads
+
+    (gqa,) = load_workloads(["(shapes only)"], ["1,16384,32,128,causal,kv=8"])
+    assert gqa["heads"] == 32 and gqa["heads_kv"] == 8 and gqa["causal"] is True
+    assert gqa["name"] == "b1_s16384_h32_d128_kv8_causal"
+    (mha,) = load_workloads(["(shapes only)"], ["1,64,4,64"])
+    assert mha["heads_kv"] == 4
+    for bad in ["1,64,4,64,kv=3", "1,64,4,64,casual", "1,64,4,64,kv=0"]:
+        with pytest.raises(ValueError):
+            load_workloads(["(shapes only)"], [bad])

@@ -57,15 +57,16 @@ inline CtaGrid plain_grid(unsigned q_blocks, int heads, int batch) {
   return {dim3(q_blocks, unsigned(heads), unsigned(batch)), false, 0};
 }
 
-// Causal: the heavy-first grid. The quantized K and V of one head take 2 bytes per key and
-// channel; 16 MiB of the H100's 50 MiB L2 holds 16 heads at 4096 keys (head_dim 128), 64 at
-// 1024 (a group never spans two batch entries). Longer sequences get smaller groups, down to
-// one head (heavy first within the head). Under GQA query heads share their kv head's tiles,
-// so the groups are smaller than the budget allows (counted per query head; not tuned).
-inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int batch, int64_t kv_len_padded, int dim_padded) {
+// Causal: the heavy-first grid. The quantized K and V of one kv head take 2 bytes per key and
+// channel; 16 MiB of the H100's 50 MiB L2 holds 16 kv heads at 4096 keys (head_dim 128), 64 at
+// 1024 (a group never spans two batch entries). Under GQA the `heads_per_kv` query heads of a
+// kv head read the same tiles, so a group holds that many times more query heads. Longer
+// sequences get smaller groups, down to one head (heavy first within the head).
+inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int heads_per_kv, int batch,
+                                       int64_t kv_len_padded, int dim_padded) {
   constexpr int64_t kL2Budget = int64_t(16) << 20;
-  const int64_t per_head = 2 * kv_len_padded * dim_padded;
-  int64_t fit = per_head > 0 ? kL2Budget / per_head : heads;
+  const int64_t per_kv_head = 2 * kv_len_padded * dim_padded;
+  int64_t fit = per_kv_head > 0 ? kL2Budget / per_kv_head * heads_per_kv : heads;  // query heads
   fit = fit < 1 ? 1 : fit > heads ? heads : fit;
   int log2_groups = 0;
   while ((int64_t(1) << log2_groups) * fit < heads) ++log2_groups;  // the fewest groups of <= fit heads
