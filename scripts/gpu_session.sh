@@ -14,7 +14,7 @@ for tiling in sm90_wide sm90_narrow; do  # on non-Hopper GPUs both run the porta
 SAGE_ATTENTION_FORCE_KERNEL=$tiling compute-sanitizer --tool memcheck --error-exitcode 9 python3 -c "
 import torch, kernels, pathlib
 k = kernels.get_local_kernel(pathlib.Path('build'))
-for (lq, lk, h, hk, d, c) in [(77, 200, 4, 2, 96, True), (200, 77, 2, 1, 40, True), (130, 129, 2, 2, 128, False), (64, 1, 1, 1, 64, False), (1000, 1000, 2, 1, 128, True), (10000, 10000, 7, 1, 128, True)]:
+for (lq, lk, h, hk, d, c) in [(77, 200, 4, 2, 96, True), (200, 77, 2, 1, 40, True), (130, 129, 2, 2, 128, False), (64, 1, 1, 1, 64, False), (1000, 1000, 2, 1, 128, True), (10000, 10000, 7, 7, 128, True), (3000, 20000, 14, 7, 128, True)]:
     q = torch.randn(1, lq, h, d, device='cuda', dtype=torch.bfloat16)
     kk = torch.randn(1, lk, hk, d, device='cuda', dtype=torch.bfloat16)
     o, l = k.fwd(q, kk, kk.clone(), is_causal=c)

@@ -114,9 +114,12 @@ def test_every_output_element_is_written(sage):
         ((1, 70, 2049, 2, 1, 128, True), torch.bfloat16, False),
         ((2, 64, 3969, 4, 2, 64, False), torch.bfloat16, False),  # batch > 1, GQA, head_dim 64, 16-CTA clusters
         # Causal heavy-first grid (hopper/cta_order.cuh) with a spare CTA: 10000 keys make groups of
-        # at most 6 heads, so 7 heads take 2 groups of 4 slots, one of them without a head. Both
+        # at most 6 kv heads, so 7 heads take 2 groups of 4 slots, one of them without a head. Both
         # kernel variants (Q quantized in the kernel, and pre-quantized) must skip it alike.
-        ((1, 300, 10000, 7, 1, 128, True), torch.bfloat16, False),
+        ((1, 300, 10000, 7, 7, 128, True), torch.bfloat16, False),
+        # The same under GQA: at 20000 keys a group holds 3 kv heads, i.e. 6 query heads here,
+        # so 14 query heads on 7 kv heads take 4 groups of 4 slots, 2 of them without a head.
+        ((1, 300, 20000, 14, 7, 128, True), torch.bfloat16, False),
     ],
     ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
 )
@@ -134,19 +137,22 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
 
 
-def test_causal_cta_order_covers_every_block(sage, attention_kernel):
+@pytest.mark.parametrize("b, h, hkv", [(2, 5, 5), (1, 10, 5)], ids=["mha", "gqa"])
+def test_causal_cta_order_covers_every_block(sage, attention_kernel, b, h, hkv):
     """Causal launches of the Hopper kernel's narrow tiling take the query blocks heaviest first
-    within groups of heads sized to L2 (hopper/cta_order.cuh). At 24000 keys a group holds 2
-    heads, so the 5 heads make 4 groups (a power of two) of 2 head slots: 3 slots have no head,
-    and those CTAs must exit without writing. Each CTA's result does not depend on when it
-    runs: the batched call must equal one call per (batch, head), bit for bit."""
-    b, lq, lk, h, hkv, d = 2, 24000, 24000, 5, 1, 128
+    within groups of heads sized to L2 (hopper/cta_order.cuh). At 24000 keys a group holds the
+    query heads of 2 kv heads: 5 heads (MHA) make 4 groups (a power of two) of 2 head slots, 3
+    slots without a head; 10 query heads on 5 kv heads (GQA, 4 query heads per group at most)
+    make 4 groups of 3 slots, 2 without a head. Those CTAs must exit without writing. Each
+    CTA's result does not depend on when it runs: the batched call must equal one call per
+    (batch, head), bit for bit."""
+    lq, lk, d = 24000, 24000, 128
     q, k, v = gen_qkv(b, lq, lk, h, hkv, d, device="cuda", seed=20)
     out, lse = sage.fwd(q, k, v, is_causal=True)
     assert not out.isnan().any() and not lse.isnan().any()
     for bi in range(b):
-        kv = (slice(bi, bi + 1), slice(None), slice(0, 1))
         for hi in range(h):
+            kv = (slice(bi, bi + 1), slice(None), slice(hi // (h // hkv), hi // (h // hkv) + 1))
             sl = (slice(bi, bi + 1), slice(None), slice(hi, hi + 1))
             o1, l1 = sage.fwd(q[sl], k[kv], v[kv], is_causal=True)
             assert torch.equal(o1, out[sl]), (bi, hi)
