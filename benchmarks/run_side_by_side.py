@@ -322,6 +322,8 @@ def main():
     ap.add_argument("--profile", action="store_true", help="also print fwd's per-kernel GPU time per workload")
     ap.add_argument("--build-dir", default=str(ROOT / "build"), help="where the local build lives")
     args = ap.parse_args()
+    if any(w.get("heads_kv", w["heads"]) != w["heads"] for w in load_workloads([], args.shape)):
+        sys.exit("run_side_by_side: GQA shapes (kv=) are for benchmarks/compare_builds.py; the peers here take MHA")
     if not torch.cuda.is_available():
         sys.exit("run_side_by_side: needs a CUDA GPU")
     import kernels
@@ -329,8 +331,6 @@ def main():
     sage = kernels.get_local_kernel(Path(args.build_dir))
     names = QUICK if args.quick else args.workload
     wl = load_workloads(names, args.shape) if (names or not args.shape) else load_workloads([], args.shape)
-    if any(w.get("heads_kv", w["heads"]) != w["heads"] for w in wl):
-        sys.exit("run_side_by_side: GQA shapes (kv=) are for benchmarks/compare_builds.py; the peers here take MHA")
     env = environment()
     print(f"{sage.__name__}: attention kernel {sage.attention_kernel_name('cuda')}; {env}", flush=True)
     results = []

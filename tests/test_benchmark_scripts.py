@@ -39,3 +39,9 @@ def test_shape_specs_take_gqa_and_reject_what_they_cannot_parse():
     for bad in ["1,64,4,64,kv=3", "1,64,4,64,casual", "1,64,4,64,kv=0"]:
         with pytest.raises(ValueError):
             load_workloads(["(shapes only)"], [bad])
+
+
+def test_side_by_side_refuses_gqa_shapes_before_touching_a_gpu():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_side_by_side.py"), "--shape",
+                          "1,128,4,64,kv=2"], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "compare_builds.py" in run.stderr

@@ -117,8 +117,8 @@ def test_every_output_element_is_written(sage):
         # at most 6 kv heads, so 7 heads take 2 groups of 4 slots, one of them without a head. Both
         # kernel variants (Q quantized in the kernel, and pre-quantized) must skip it alike.
         ((1, 300, 10000, 7, 7, 128, True), torch.bfloat16, False),
-        # The same under GQA: at 20000 keys a group holds 3 kv heads, i.e. 6 query heads here,
-        # so 14 query heads on 7 kv heads take 4 groups of 4 slots, 2 of them without a head.
+        # The same under GQA: at 20000 keys a group holds at most 3 kv heads, so 7 kv heads take
+        # 4 groups of 2 (4 query-head slots each): 16 slots for 14 query heads, 2 without a head.
         ((1, 300, 20000, 14, 7, 128, True), torch.bfloat16, False),
     ],
     ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
@@ -141,9 +141,9 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 def test_causal_cta_order_covers_every_block(sage, attention_kernel, b, h, hkv):
     """Causal launches of the Hopper kernel's narrow tiling take the query blocks heaviest first
     within groups of heads sized to L2 (hopper/cta_order.cuh). At 24000 keys a group holds the
-    query heads of 2 kv heads: 5 heads (MHA) make 4 groups (a power of two) of 2 head slots, 3
-    slots without a head; 10 query heads on 5 kv heads (GQA, 4 query heads per group at most)
-    make 4 groups of 3 slots, 2 without a head. Those CTAs must exit without writing. Each
+    query heads of 2 kv heads at most: 5 heads (MHA) make 4 groups (a power of two) of 2 head
+    slots, 3 slots without a head; 10 query heads on 5 kv heads (GQA) make 4 groups of 2 kv
+    heads, 4 query-head slots each, 6 without a head. Those CTAs must exit without writing. Each
     CTA's result does not depend on when it runs: the batched call must equal one call per
     (batch, head), bit for bit."""
     lq, lk, d = 24000, 24000, 128

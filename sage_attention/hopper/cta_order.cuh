@@ -59,19 +59,21 @@ inline CtaGrid plain_grid(unsigned q_blocks, int heads, int batch) {
 
 // Causal: the heavy-first grid. The quantized K and V of one kv head take 2 bytes per key and
 // channel; 16 MiB of the H100's 50 MiB L2 holds 16 kv heads at 4096 keys (head_dim 128), 64 at
-// 1024 (a group never spans two batch entries). Under GQA the `heads_per_kv` query heads of a
-// kv head read the same tiles, so a group holds that many times more query heads. Longer
-// sequences get smaller groups, down to one head (heavy first within the head).
+// 1024 (a group never spans two batch entries). Groups are counted in kv heads and hold all
+// `heads_per_kv` query heads of each (under GQA they read the same tiles), so a group never
+// straddles a kv head. Longer sequences get smaller groups, down to one kv head (heavy first
+// within its query heads), also when one kv head alone exceeds the budget.
 inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int heads_per_kv, int batch,
                                        int64_t kv_len_padded, int dim_padded) {
   constexpr int64_t kL2Budget = int64_t(16) << 20;
+  const int heads_kv = heads / heads_per_kv;
   const int64_t per_kv_head = 2 * kv_len_padded * dim_padded;
-  int64_t fit = per_kv_head > 0 ? kL2Budget / per_kv_head * heads_per_kv : heads;  // query heads
-  fit = fit < 1 ? 1 : fit > heads ? heads : fit;
+  int64_t fit_kv = per_kv_head > 0 ? kL2Budget / per_kv_head : heads_kv;  // kv heads per group
+  fit_kv = fit_kv < 1 ? 1 : fit_kv > heads_kv ? heads_kv : fit_kv;
   int log2_groups = 0;
-  while ((int64_t(1) << log2_groups) * fit < heads) ++log2_groups;  // the fewest groups of <= fit heads
+  while ((int64_t(1) << log2_groups) * fit_kv < heads_kv) ++log2_groups;  // the fewest groups of <= fit_kv
   const int groups = 1 << log2_groups;
-  const int per_group = (heads + groups - 1) / groups;  // as even as a power of two allows
+  const int per_group = (heads_kv + groups - 1) / groups * heads_per_kv;  // as even as a power of two allows
   if (q_blocks > 65535u || int64_t(batch) * groups > 65535) return plain_grid(q_blocks, heads, batch);  // past y/z limits
   return {dim3(unsigned(per_group), q_blocks, unsigned(batch) * unsigned(groups)), true, log2_groups};
 }
