@@ -115,11 +115,18 @@ __device__ __forceinline__ void pv_wgmma<64>(float (&o)[32], const uint32_t (&a)
   wgmma_m64n64k32_e4m3_rs(o, a, desc, acc);
 }
 
+// Two adjacent channels as one 32-bit store; dst must be 4-byte aligned.
+template <typename T>
+__device__ __forceinline__ void store_aligned_pair(T* dst, float x, float y) {
+  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
+  *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(pair);
+}
+
+// One or two channels at any alignment (both: x and y, else x alone).
 template <typename T>
 __device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) {
   if (both && (reinterpret_cast<uintptr_t>(dst) & 3) == 0) {
-    T pair[2] = {from_float<T>(x), from_float<T>(y)};
-    *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<uint32_t*>(pair);
+    store_aligned_pair(dst, x, y);
   } else {
     dst[0] = from_float<T>(x);
     if (both) dst[1] = from_float<T>(y);
@@ -480,9 +487,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if (whole_aligned_rows) {
 #pragma unroll
       for (int j = 0; j < D / 8; ++j) {
-        const OutT pair[2] = {from_float<OutT>(acc[4 * j + 2 * half] * norm),
-                              from_float<OutT>(acc[4 * j + 2 * half + 1] * norm)};
-        *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t4) = *reinterpret_cast<const uint32_t*>(pair);
+        store_aligned_pair(out + 8 * j + 2 * t4, acc[4 * j + 2 * half] * norm, acc[4 * j + 2 * half + 1] * norm);
       }
     } else {
 #pragma unroll
