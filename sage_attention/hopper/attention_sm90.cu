@@ -534,9 +534,9 @@ template <int D, typename OutT, typename T, bool kQuantizeQ>
 void launch(const AttentionParams& p, cudaStream_t stream) {
   const unsigned q_blocks = unsigned(ceil_div(p.q_len, T::kRows));
   constexpr bool kNarrow = T::kWarpgroups == 1;  // the narrow tilings (NarrowTiling, NarrowTiling64)
-  const CtaGrid g = kNarrow && p.is_causal ? causal_heavy_first_grid(q_blocks, p.heads_q, p.heads_q / p.heads_kv, p.batch,
-                                                                    p.kv_len_padded, D)
-                                           : plain_grid(q_blocks, p.heads_q, p.batch);
+  const CtaGrid g = kNarrow && p.is_causal
+                        ? causal_heavy_first_grid(q_blocks, p.heads_q, p.heads_kv, p.batch, p.kv_len_padded, D)
+                        : plain_grid(q_blocks, p.heads_q, p.batch);
   if constexpr (kNarrow) {  // only the narrow tilings instantiate the heavy-first kernels
     if (g.heavy_first) {
       launch_kernel<D, OutT, T, kQuantizeQ, true>(p, g, stream);

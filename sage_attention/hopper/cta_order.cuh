@@ -60,13 +60,13 @@ inline CtaGrid plain_grid(unsigned q_blocks, int heads, int batch) {
 // Causal: the heavy-first grid. The quantized K and V of one kv head take 2 bytes per key and
 // channel; 16 MiB of the H100's 50 MiB L2 holds 16 kv heads at 4096 keys (head_dim 128), 64 at
 // 1024 (a group never spans two batch entries). Groups are counted in kv heads and hold all
-// `heads_per_kv` query heads of each (under GQA they read the same tiles), so a group never
+// query heads of each (under GQA they read the same tiles), so a group never
 // straddles a kv head. Longer sequences get smaller groups, down to one kv head (heavy first
 // within its query heads), also when one kv head alone exceeds the budget.
-inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int heads_per_kv, int batch,
+inline CtaGrid causal_heavy_first_grid(unsigned q_blocks, int heads, int heads_kv, int batch,
                                        int64_t kv_len_padded, int dim_padded) {
   constexpr int64_t kL2Budget = int64_t(16) << 20;
-  const int heads_kv = heads / heads_per_kv;
+  const int heads_per_kv = heads / heads_kv;
   const int64_t per_kv_head = 2 * kv_len_padded * dim_padded;
   int64_t fit_kv = per_kv_head > 0 ? kL2Budget / per_kv_head : heads_kv;  // kv heads per group
   fit_kv = fit_kv < 1 ? 1 : fit_kv > heads_kv ? heads_kv : fit_kv;
