@@ -156,7 +156,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   float* lse_shift_s = q_scale_s + kRows;
 
   const int tid = threadIdx.x;
-  const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+  // wg is a compile-time 0 in the one-warpgroup tilings: values derived from it (the Q
+  // descriptor) then stay uniform, and their per-tile arithmetic runs on the uniform datapath.
+  const int wg = T::kWarpgroups == 1 ? 0 : tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;
   const CtaWork work = cta_work<kHeavyFirst>(log2_head_groups);
   if (kHeavyFirst && work.head >= p.heads_q) return;  // a spare CTA of the last head group
@@ -267,6 +269,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
 #pragma unroll
   for (int i = 0; i < 64; ++i) s_int[i] = 0;
   const int64_t last_key = p.kv_len - 1;
+  // Tiles from this one on reach past kv_len or cross the causal diagonal (a key of the tile
+  // is hidden from some row of the CTA) and take the masked softmax: one compare per tile.
+  // Tile t ends at key 128t + 127; row0 sees keys below diag, every later row more.
+  const int64_t diag = row0 + causal_offset + 1;
+  const int first_masked_tile =
+      int(p.is_causal ? min(p.kv_len / kKvTile, diag > 0 ? diag / kKvTile : int64_t(0)) : p.kv_len / kKvTile);
   const int64_t last_key_a = p.is_causal ? min(row_a + causal_offset, last_key) : last_key;
   const int64_t last_key_b = p.is_causal ? min(row_b + causal_offset, last_key) : last_key;
 
@@ -352,8 +360,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     const int64_t key0 = int64_t(t) * kKvTile;
     constexpr int b = decltype(buf)::value % kPBuffers;
-    // Only tiles reaching past kv_len or crossing the causal diagonal need masking.
-    if (key0 + kKvTile - 1 > last_key || (p.is_causal && key0 + kKvTile - 1 > row0 + causal_offset)) {
+    if (t >= first_masked_tile) {
       const TileMask mask{int(max(min(last_key_a - key0, int64_t(kKvTile - 1)), int64_t(-1))),
                           int(max(min(last_key_b - key0, int64_t(kKvTile - 1)), int64_t(-1)))};
       softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);

@@ -6,8 +6,8 @@
 //
 // Same arithmetic as torch-ext/sage_attention/emulation_attention.py up to the last
 // bit of fp32 rounding: per score element the fast path spends an I2FP (exact int ->
-// float), an FMNMX (row max), one FFMA (scale and subtract the max), one EX2, one FADD
-// (row sum) and half a conversion to FP8; the row sums stay per thread until the end. The
+// float), half a VIMNMX3 (row max, on the integers), one FFMA (scale and subtract the max),
+// one EX2, one FADD (row sum) and half a conversion to FP8; the row sums stay per thread until the end. The
 // factor 448 of P's FP8 scaling is folded into the exponent, so the row sum is kept times 448.
 #pragma once
 #include <cuda_fp8.h>
@@ -55,6 +55,22 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // than the magic-constant add + subtract it replaced (v12b, NOTES.md).
 __device__ __forceinline__ float exact_int_to_float(int x) { return __int2float_rn(x); }
 
+// The max of this thread's 16 integer scores of row g (kRow 0) or g+8 (kRow 1) among keys
+// 64*kHalf .. 64*kHalf+63: a tree of 3-input maxima (VIMNMX3 on sm_90), 8 instructions, depth 3.
+template <int kRow, int kHalf>
+__device__ __forceinline__ int max_of_row_half(const int (&s)[64]) {
+  int v[16];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    v[2 * j] = s[4 * (8 * kHalf + j) + 2 * kRow];
+    v[2 * j + 1] = s[4 * (8 * kHalf + j) + 2 * kRow + 1];
+  }
+  const int a = __vimax3_s32(__vimax3_s32(v[0], v[1], v[2]), __vimax3_s32(v[3], v[4], v[5]),
+                             __vimax3_s32(v[6], v[7], v[8]));
+  const int b = __vimax3_s32(__vimax3_s32(v[9], v[10], v[11]), __vimax3_s32(v[12], v[13], v[14]), v[15]);
+  return max(a, b);
+}
+
 // Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
   const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
@@ -99,15 +115,14 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
       max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
     }
   } else {
-    // Factors are >= 0, so the max of the scaled logits is the scaled max per key half.
-    float mx[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}};
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      mx[0][i / 8] = fmaxf(mx[0][i / 8], fmaxf(x[4 * i], x[4 * i + 1]));
-      mx[1][i / 8] = fmaxf(mx[1][i / 8], fmaxf(x[4 * i + 2], x[4 * i + 3]));
-    }
-    max_a = fmaxf(mx[0][0] * f[0][0], mx[0][1] * f[0][1]);
-    max_b = fmaxf(mx[1][0] * f[1][0], mx[1][1] * f[1][1]);
+    // Factors are >= 0 and the int -> float conversion is exact, so the max of the scaled
+    // logits is the scaled max of the integer scores per key half: found with 3-input integer
+    // max (one VIMNMX3 per two scores instead of one FMNMX per score), independent of the
+    // conversions. Same bits as the max of the scaled floats (rounding is monotonic).
+    max_a = fmaxf(exact_int_to_float(max_of_row_half<0, 0>(s_int)) * f[0][0],
+                  exact_int_to_float(max_of_row_half<0, 1>(s_int)) * f[0][1]);
+    max_b = fmaxf(exact_int_to_float(max_of_row_half<1, 0>(s_int)) * f[1][0],
+                  exact_int_to_float(max_of_row_half<1, 1>(s_int)) * f[1][1]);
   }
   max_a = quad_max(max_a);
   max_b = quad_max(max_b);
@@ -117,7 +132,9 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   alpha_a = m_new_a > -INFINITY ? fast_exp2(row_a.m - base_a) : 1.f;
   alpha_b = m_new_b > -INFINITY ? fast_exp2(row_b.m - base_b) : 1.f;
   const float bias_a = base_a - kLog2PScale, bias_b = base_b - kLog2PScale;  // p' = 448 * exp2(s - base)
-  float sum_a[4] = {0.f, 0.f, 0.f, 0.f}, sum_b[4] = {0.f, 0.f, 0.f, 0.f};  // 4 chains: short dependencies
+  // 4 chains per row (short dependencies), each started by its first pair: a chain started
+  // at 0.f costs an FADD with zero the compiler may not drop (0 + -0 is +0).
+  float sum_a[4], sum_b[4];
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
 #pragma unroll
@@ -130,8 +147,9 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
         x[4 * i + 2 + e] = fast_exp2(fmaf(x[4 * i + 2 + e], f[1][i / 8], -bias_b));
       }
     }
-    sum_a[i % 4] += x[4 * i] + x[4 * i + 1];
-    sum_b[i % 4] += x[4 * i + 2] + x[4 * i + 3];
+    const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
+    sum_a[i % 4] = i < 4 ? pair_a : sum_a[i % 4] + pair_a;
+    sum_b[i % 4] = i < 4 ? pair_b : sum_b[i % 4] + pair_b;
   }
   row_a.l = row_a.l * alpha_a + ((sum_a[0] + sum_a[1]) + (sum_a[2] + sum_a[3]));
   row_b.l = row_b.l * alpha_b + ((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
