@@ -86,6 +86,13 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #ifndef SAGE_SM90_DIAG_CLOCKS
 #define SAGE_SM90_DIAG_CLOCKS 0
 #endif
+// Diagnostic build only (O rows 16-31 of each CTA are overwritten): lane 0 of warp 1 writes
+// its SM id and the SM clock at each phase boundary of its first tiles (the phases of
+// SAGE_SM90_DIAG_CLOCKS) into its CTA's O rows 16-31 as 32-bit words
+// (scripts/sm90_phase_trace.py reads them): are co-resident CTAs' softmax phases aligned?
+#ifndef SAGE_SM90_DIAG_TRACE
+#define SAGE_SM90_DIAG_TRACE 0
+#endif
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
 template <int D, typename T>
@@ -370,7 +377,34 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   };
   // SAGE_SM90_DIAG_CLOCKS: SM cycles per loop phase, summed over the tiles of this warp.
   [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0, stamped_tiles = 0;
+  [[maybe_unused]] int traced = 0;  // SAGE_SM90_DIAG_TRACE: words written so far
+  [[maybe_unused]] uint32_t* trace_words =
+      SAGE_SM90_DIAG_TRACE ? reinterpret_cast<uint32_t*>(static_cast<OutT*>(p.out) + b * p.out_stride_batch +
+                                                         (row0 + 16) * p.out_stride_seq + h * p.out_stride_head)
+                           : nullptr;
+  auto trace_word = [&](uint32_t w) {  // 64 words per O row (128 channels of 16 bits), rows 16-31
+    if (traced < 16 * 64) {
+      trace_words[(traced / 64) * (p.out_stride_seq * int64_t(sizeof(OutT)) / 4) + traced % 64] = w;
+      ++traced;
+    }
+  };
+  if constexpr (SAGE_SM90_DIAG_TRACE) {
+    if (tid == 32 && row0 + 32 <= p.q_len) {
+      uint32_t smid, now;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+      trace_word(smid);
+      trace_word(now);
+    }
+  }
   auto stamp = [&](int i) {
+    if constexpr (SAGE_SM90_DIAG_TRACE) {
+      if (tid == 32 && row0 + 32 <= p.q_len) {
+        uint32_t now;
+        asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+        trace_word(now);
+      }
+    }
     if constexpr (SAGE_SM90_DIAG_CLOCKS) {
       uint32_t now;
       asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
@@ -488,6 +522,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     const int64_t row = half ? row_b : row_a;
     const float l = row_sum[half], m = half ? state_b.m : state_a.m;
     if (row >= p.q_len) continue;
+    if (SAGE_SM90_DIAG_TRACE && row - row0 >= 16 && row - row0 < 32) continue;  // the trace's rows
     const bool has_keys = l > 0.f;
     const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
     OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;

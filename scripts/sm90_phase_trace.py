@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Do the co-resident CTAs of an SM run their softmax phases at the same time? (diagnostic)
+
+Needs a build with -DSAGE_SM90_DIAG_TRACE=1 (rows 16-31 of every CTA's O are overwritten by a
+trace, so only the timing is meaningful):
+    SAGE_EXTRA_NVCC_FLAGS=-DSAGE_SM90_DIAG_TRACE=1 python scripts/build_local.py --out /tmp/sage_trace/build
+    python scripts/sm90_phase_trace.py --build-dir /tmp/sage_trace [--shape 4,4096,32,128]
+Warp 1 of each narrow CTA records its SM and the SM clock at each phase boundary of every tile
+(wait for K/V, Q·Kᵀ, softmax, rescale + P·V). Per SM, over the time when its CTAs overlap, this
+prints how the time splits by the number of CTAs in their softmax at once, next to the split
+that independent CTAs would give (a binomial with each CTA's share of softmax time): aligned
+phases pile up at "all in softmax" and "none in softmax".
+"""
+import argparse
+import collections
+import os
+import pathlib
+
+import torch
+
+PHASES = 5  # words per tile: tile start, K/V ready, Q·Kᵀ done, softmax done, P·V done
+
+
+def traces(out, seq, causal, rows=64):
+    """Per CTA: (smid, start clock, [per tile: 5 clock words]) from O rows 16-31 of each 64-row
+    block (q_len == kv_len; the words past the CTA's tiles are whatever O's memory held)."""
+    b, _, h, _ = out.shape
+    result = []
+    for bi in range(b):
+        for hi in range(h):
+            for r0 in range(0, seq - 31, rows):
+                words = out[bi, r0 + 16 : r0 + 32, hi, :].contiguous().view(torch.int32).flatten().tolist()
+                smid, start = words[0] & 0xFFFFFFFF, words[1] & 0xFFFFFFFF
+                stamps = [w & 0xFFFFFFFF for w in words[2:]]
+                n_tiles = -(-(r0 + rows if causal else seq) // 128)
+                n_tiles = min(n_tiles, len(stamps) // PHASES)
+                tiles = [stamps[PHASES * t : PHASES * (t + 1)] for t in range(n_tiles)]
+                result.append((smid, start, tiles))
+    return result
+
+
+def unwrap(x, ref):
+    d = (x - ref) & 0xFFFFFFFF
+    return d if d < 2**31 else d - 2**32
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--shape", default="4,4096,32,128", help="B,L,H,D")
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="print the first traces and a sanity check")
+    args = ap.parse_args()
+    os.environ["SAGE_ATTENTION_FORCE_KERNEL"] = "sm90_narrow"
+    import kernels
+
+    sage = kernels.get_local_kernel(pathlib.Path(args.build_dir))
+    b, seq, h, d = (int(x) for x in args.shape.split(","))
+    q, k, v = (torch.randn(b, seq, h, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    for _ in range(3):
+        out, _ = sage.fwd(q, k, v, is_causal=args.causal)
+    torch.cuda.synchronize()
+    by_sm = collections.defaultdict(list)
+    all_traces = traces(out, seq, args.causal)
+    if args.debug:
+        for smid, start, tiles in all_traces[:2]:
+            print("smid", smid, "start", start, "tiles", len(tiles))
+            for tile in tiles[:4]:
+                print("  ", [unwrap(x, start) for x in tile])
+        bad = sum(1 for _, s0, tiles in all_traces for tile in tiles
+                  if any(unwrap(tile[i + 1], s0) < unwrap(tile[i], s0) for i in range(PHASES - 1)))
+        print("tiles with a non-increasing stamp:", bad, "of", sum(len(t) for _, _, t in all_traces))
+    for smid, start, tiles in all_traces:
+        if tiles:
+            by_sm[smid].append((start, tiles))
+    hist = collections.Counter()  # number of CTAs in softmax -> cycles, when 3 CTAs are in their loops
+    share_num = share_den = 0.0
+    for smid, ctas in by_sm.items():
+        ref = min(s for s, _ in ctas)
+        events = []  # (time, +1/-1 loop, +1/-1 softmax)
+        for _, tiles in ctas:
+            t = [[unwrap(x, ref) for x in tile] for tile in tiles]
+            events.append((t[0][0], 1, 0))
+            events.append((t[-1][4], -1, 0))
+            for tile in t:
+                events.append((tile[2], 0, 1))
+                events.append((tile[3], 0, -1))
+                share_num += tile[3] - tile[2]
+            share_den += t[-1][4] - t[0][0]
+        events.sort()
+        in_loop = in_soft = 0
+        last = None
+        for time, dl, ds in events:
+            if last is not None and in_loop == 3:
+                hist[min(in_soft, 3)] += time - last
+            in_loop += dl
+            in_soft += ds
+            last = time
+    total = sum(hist.values())
+    p = share_num / share_den
+    print(f"shape {args.shape}{' causal' if args.causal else ''}: {len(by_sm)} SMs traced; "
+          f"a CTA spends {100 * p:.1f}% of its loop in the softmax")
+    print("CTAs in softmax at once (time with 3 CTAs in their loops):  measured   independent")
+    for n in range(4):
+        expect = {0: (1 - p) ** 3, 1: 3 * p * (1 - p) ** 2, 2: 3 * p * p * (1 - p), 3: p**3}[n]
+        print(f"  {n}                                                     {100 * hist[n] / max(total, 1):5.1f}%     {100 * expect:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
