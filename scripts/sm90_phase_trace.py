@@ -22,7 +22,7 @@ PHASES = 5  # words per tile: tile start, K/V ready, Q·Kᵀ done, softmax done,
 
 
 def traces(out, seq, causal, rows=64):
-    """Per CTA: (smid, start clock, [per tile: 5 clock words]) from O rows 16-31 of each 64-row
+    """Per CTA: (smid, entry clock, [per tile: 5 clock words], end clock) from O rows 16-31 of each 64-row
     block (q_len == kv_len; the words past the CTA's tiles are whatever O's memory held)."""
     b, _, h, _ = out.shape
     result = []
@@ -35,7 +35,8 @@ def traces(out, seq, causal, rows=64):
                 n_tiles = -(-(r0 + rows if causal else seq) // 128)
                 n_tiles = min(n_tiles, len(stamps) // PHASES)
                 tiles = [stamps[PHASES * t : PHASES * (t + 1)] for t in range(n_tiles)]
-                result.append((smid, start, tiles))
+                end = stamps[PHASES * n_tiles] if PHASES * n_tiles < len(stamps) else None
+                result.append((smid, start, tiles, end))
     return result
 
 
@@ -63,14 +64,25 @@ def main():
     by_sm = collections.defaultdict(list)
     all_traces = traces(out, seq, args.causal)
     if args.debug:
-        for smid, start, tiles in all_traces[:2]:
+        for smid, start, tiles, _ in all_traces[:2]:
             print("smid", smid, "start", start, "tiles", len(tiles))
             for tile in tiles[:4]:
                 print("  ", [unwrap(x, start) for x in tile])
-        bad = sum(1 for _, s0, tiles in all_traces for tile in tiles
+        bad = sum(1 for _, s0, tiles, _ in all_traces for tile in tiles
                   if any(unwrap(tile[i + 1], s0) < unwrap(tile[i], s0) for i in range(PHASES - 1)))
-        print("tiles with a non-increasing stamp:", bad, "of", sum(len(t) for _, _, t in all_traces))
-    for smid, start, tiles in all_traces:
+        print("tiles with a non-increasing stamp:", bad, "of", sum(len(t) for _, _, t, _ in all_traces))
+    # A CTA's slot time outside its loop: kernel entry to its first K/V tile ready (launch, barriers,
+    # Q, the first copies) and its last P·V to the end of its epilogue.
+    head = tail = life = 0
+    for smid, start, tiles, end in all_traces:
+        if tiles and end is not None:
+            head += unwrap(tiles[0][1], start)
+            tail += unwrap(end, tiles[-1][4])
+            life += unwrap(end, start)
+    if life:
+        print(f"slot time outside the loop: entry -> first tile ready {100 * head / life:.1f}%, "
+              f"last P·V -> epilogue end {100 * tail / life:.1f}% (mean CTA life {life / len(all_traces):.0f} cycles)")
+    for smid, start, tiles, _ in all_traces:
         if tiles:
             by_sm[smid].append((start, tiles))
     hist = collections.Counter()  # number of CTAs in softmax -> cycles, when 3 CTAs are in their loops

@@ -87,8 +87,8 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #define SAGE_SM90_DIAG_CLOCKS 0
 #endif
 // Diagnostic build only (O rows 16-31 of each CTA are overwritten): lane 0 of warp 1 writes
-// its SM id and the SM clock at each phase boundary of its first tiles (the phases of
-// SAGE_SM90_DIAG_CLOCKS) into its CTA's O rows 16-31 as 32-bit words
+// its SM id, the SM clock at kernel entry, at each phase boundary of its first tiles (the phases
+// of SAGE_SM90_DIAG_CLOCKS) and after the epilogue into its CTA's O rows 16-31 as 32-bit words
 // (scripts/sm90_phase_trace.py reads them): are co-resident CTAs' softmax phases aligned?
 #ifndef SAGE_SM90_DIAG_TRACE
 #define SAGE_SM90_DIAG_TRACE 0
@@ -162,6 +162,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   float* q_scale_s = reinterpret_cast<float*>(smem + S::kQRowData);  // [kRows], kQuantizeQ only
   float* lse_shift_s = q_scale_s + kRows;
 
+  [[maybe_unused]] uint32_t entry_clock = 0;  // SAGE_SM90_DIAG_TRACE
+  if constexpr (SAGE_SM90_DIAG_TRACE) asm volatile("mov.u32 %0, %%clock;" : "=r"(entry_clock)::"memory");
   const int tid = threadIdx.x;
   // wg is a compile-time 0 in the one-warpgroup tilings: values derived from it (the Q
   // descriptor) then stay uniform, and their per-tile arithmetic runs on the uniform datapath.
@@ -390,11 +392,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   };
   if constexpr (SAGE_SM90_DIAG_TRACE) {
     if (tid == 32 && row0 + 32 <= p.q_len) {
-      uint32_t smid, now;
+      uint32_t smid;
       asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
-      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
       trace_word(smid);
-      trace_word(now);
+      trace_word(entry_clock);
     }
   }
   auto stamp = [&](int i) {
@@ -543,6 +544,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if (t4 == 0) {
       const float shift = kQuantizeQ ? lse_shift_s[half ? r_b : r_a] : p.lse_shift[bh * p.q_len + row];
       p.lse[bh * p.q_len + row] = has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + shift : -INFINITY;
+    }
+  }
+  if constexpr (SAGE_SM90_DIAG_TRACE) {
+    __syncthreads();  // the CTA's last store issued: the end of its slot time
+    if (tid == 32 && row0 + 32 <= p.q_len) {
+      uint32_t now;
+      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+      trace_word(now);
     }
   }
   if constexpr (SAGE_SM90_DIAG_CLOCKS) {
