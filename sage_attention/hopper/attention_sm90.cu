@@ -93,6 +93,12 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #ifndef SAGE_SM90_DIAG_TRACE
 #define SAGE_SM90_DIAG_TRACE 0
 #endif
+// The SM's clock counter (diagnostic builds: SAGE_SM90_DIAG_CLOCKS, SAGE_SM90_DIAG_TRACE).
+__device__ __forceinline__ uint32_t sm_clock() {
+  uint32_t now;
+  asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+  return now;
+}
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
 template <int D, typename T>
@@ -163,7 +169,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   float* lse_shift_s = q_scale_s + kRows;
 
   [[maybe_unused]] uint32_t entry_clock = 0;  // SAGE_SM90_DIAG_TRACE
-  if constexpr (SAGE_SM90_DIAG_TRACE) asm volatile("mov.u32 %0, %%clock;" : "=r"(entry_clock)::"memory");
+  if constexpr (SAGE_SM90_DIAG_TRACE) entry_clock = sm_clock();
   const int tid = threadIdx.x;
   // wg is a compile-time 0 in the one-warpgroup tilings: values derived from it (the Q
   // descriptor) then stay uniform, and their per-tile arithmetic runs on the uniform datapath.
@@ -379,7 +385,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   };
   // SAGE_SM90_DIAG_CLOCKS: SM cycles per loop phase, summed over the tiles of this warp.
   [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0, stamped_tiles = 0;
-  [[maybe_unused]] int traced = 0;  // SAGE_SM90_DIAG_TRACE: words written so far
+  // SAGE_SM90_DIAG_TRACE: lane 0 of warp 1 traces, in CTAs whose O rows 16-31 exist.
+  [[maybe_unused]] const bool trace_cta = SAGE_SM90_DIAG_TRACE && row0 + 32 <= p.q_len;
+  [[maybe_unused]] const bool tracer = trace_cta && tid == 32;
+  [[maybe_unused]] int traced = 0;  // words written so far
   [[maybe_unused]] uint32_t* trace_words =
       SAGE_SM90_DIAG_TRACE ? reinterpret_cast<uint32_t*>(static_cast<OutT*>(p.out) + b * p.out_stride_batch +
                                                          (row0 + 16) * p.out_stride_seq + h * p.out_stride_head)
@@ -391,7 +400,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     }
   };
   if constexpr (SAGE_SM90_DIAG_TRACE) {
-    if (tid == 32 && row0 + 32 <= p.q_len) {
+    if (tracer) {
       uint32_t smid;
       asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
       trace_word(smid);
@@ -400,15 +409,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   }
   auto stamp = [&](int i) {
     if constexpr (SAGE_SM90_DIAG_TRACE) {
-      if (tid == 32 && row0 + 32 <= p.q_len) {
-        uint32_t now;
-        asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
-        trace_word(now);
-      }
+      if (tracer) trace_word(sm_clock());
     }
     if constexpr (SAGE_SM90_DIAG_CLOCKS) {
-      uint32_t now;
-      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+      const uint32_t now = sm_clock();
       if (i >= 0) phase[i] += now - clk;
       if (i == 3) ++stamped_tiles;
       clk = now;
@@ -523,7 +527,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     const int64_t row = half ? row_b : row_a;
     const float l = row_sum[half], m = half ? state_b.m : state_a.m;
     if (row >= p.q_len) continue;
-    if (SAGE_SM90_DIAG_TRACE && row - row0 >= 16 && row - row0 < 32) continue;  // the trace's rows
+    if (trace_cta && row - row0 >= 16 && row - row0 < 32) continue;  // the trace's rows
     const bool has_keys = l > 0.f;
     const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
     OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
@@ -548,11 +552,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   }
   if constexpr (SAGE_SM90_DIAG_TRACE) {
     __syncthreads();  // the CTA's last store issued: the end of its slot time
-    if (tid == 32 && row0 + 32 <= p.q_len) {
-      uint32_t now;
-      asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
-      trace_word(now);
-    }
+    if (tracer) trace_word(sm_clock());
   }
   if constexpr (SAGE_SM90_DIAG_CLOCKS) {
     __syncthreads();  // after every warp's epilogue wrote its lse

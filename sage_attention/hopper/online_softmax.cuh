@@ -7,8 +7,9 @@
 // Same arithmetic as torch-ext/sage_attention/emulation_attention.py up to the last
 // bit of fp32 rounding: per score element the fast path spends an I2FP (exact int ->
 // float), half a VIMNMX3 (row max, on the integers), one FFMA (scale and subtract the max),
-// one EX2, one FADD (row sum) and half a conversion to FP8; the row sums stay per thread until the end. The
-// factor 448 of P's FP8 scaling is folded into the exponent, so the row sum is kept times 448.
+// one EX2, one FADD (row sum) and half a conversion to FP8; the row sums stay per thread
+// until the end. The factor 448 of P's FP8 scaling is folded into the exponent, so the row
+// sum is kept times 448.
 #pragma once
 #include <cuda_fp8.h>
 
