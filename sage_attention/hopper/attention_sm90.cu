@@ -93,6 +93,11 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #ifndef SAGE_SM90_DIAG_TRACE
 #define SAGE_SM90_DIAG_TRACE 0
 #endif
+// Diagnostic build only: request this many more bytes of shared memory per CTA, so fewer CTAs
+// share an SM (with SAGE_SM90_DIAG_CLOCKS: a warpgroup's phase times with less contention).
+#ifndef SAGE_SM90_DIAG_SMEM_PAD
+#define SAGE_SM90_DIAG_SMEM_PAD 0
+#endif
 // The SM's clock counter (diagnostic builds: SAGE_SM90_DIAG_CLOCKS, SAGE_SM90_DIAG_TRACE).
 __device__ __forceinline__ uint32_t sm_clock() {
   uint32_t now;
@@ -337,17 +342,26 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       }
     }
   };
-  // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last.
-  auto rescale_and_issue_pv = [&](auto buf, int stage) {
+  constexpr bool kRescaleInSoftmax = !T::kOverlapSoftmax && !kQuantizeQ;
+  // O's move to the V-scale unit of the tile whose softmax runs: the factor v_unit / v_scale.
+  auto take_v_unit_ratio = [&] {
     const float ratio = tile_vs > 0.f ? __fdividef(v_unit, tile_vs) : 1.f;
     if (tile_vs > 0.f) v_unit = tile_vs;
-    const float fa = alpha_a * ratio, fb = alpha_b * ratio;
+    return ratio;
+  };
+  // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last (unless the
+  // softmax has done the rescale already: `rescaled`, kRescaleInSoftmax).
+  auto rescale_and_issue_pv = [&](auto buf, int stage, auto rescaled) {
+    if constexpr (!decltype(rescaled)::value) {
+      const float ratio = take_v_unit_ratio();
+      const float fa = alpha_a * ratio, fb = alpha_b * ratio;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      acc[4 * j] *= fa;
-      acc[4 * j + 1] *= fa;
-      acc[4 * j + 2] *= fb;
-      acc[4 * j + 3] *= fb;
+      for (int j = 0; j < D / 8; ++j) {
+        acc[4 * j] *= fa;
+        acc[4 * j + 1] *= fa;
+        acc[4 * j + 2] *= fb;
+        acc[4 * j + 3] *= fb;
+      }
     }
     fence_regs(acc);
     wgmma_fence();
@@ -375,12 +389,19 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     const float f[2][2] = {{qs_a * ks0, qs_a * ks1}, {qs_b * ks0, qs_b * ks1}};
     const int64_t key0 = int64_t(t) * kKvTile;
     constexpr int b = decltype(buf)::value % kPBuffers;
+    // The narrow loop with the pre-pass's INT8 Q: O is idle during the softmax, which rescales
+    // it (softmax_tile), and ptxas places those multiplies among the exponentials (v33, NOTES.md).
+    // With in-kernel Q (fwd's path) it places them after the exponentials wherever the source
+    // puts them, so that instantiation keeps the rescale before the P·V issue (its code unchanged).
+    constexpr int kOElems = kRescaleInSoftmax ? D / 2 : 0;
+    const float o_ratio = kRescaleInSoftmax ? take_v_unit_ratio() : 1.f;
     if (t >= first_masked_tile) {
       const TileMask mask{int(max(min(last_key_a - key0, int64_t(kKvTile - 1)), int64_t(-1))),
                           int(max(min(last_key_b - key0, int64_t(kKvTile - 1)), int64_t(-1)))};
-      softmax_tile<true>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
+      softmax_tile<true, kOElems>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b], acc, o_ratio);
     } else {
-      softmax_tile<false>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b]);
+      softmax_tile<false, kOElems>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b], acc,
+                                   o_ratio);
     }
   };
   // SAGE_SM90_DIAG_CLOCKS: SM cycles per loop phase, summed over the tiles of this warp.
@@ -429,7 +450,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
-    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage, std::false_type{});
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     stamp(1);
@@ -479,7 +500,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       // them below the P·V issue, and ptxas then serializes every wgmma (C7514).
       fence_row_state(state_a, state_b);
       stamp(2);
-      rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage, std::bool_constant<kRescaleInSoftmax>{});
       wgmma_wait<0>();
       fence_regs(acc);
       if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it during the next Q·Kᵀ
@@ -503,9 +524,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     // Last tile's P·V (its softmax wrote buffer (n_tiles - 1) & 1).
     const int last_stage = (n_tiles - 1) % kStages;
     if ((n_tiles - 1) & 1) {
-      rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage);
+      rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage, std::false_type{});
     } else {
-      rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage);
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage, std::false_type{});
     }
     wgmma_wait<0>();
     fence_regs(acc);
@@ -565,8 +586,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
 
 template <int D, typename OutT, typename T, bool kQuantizeQ, bool kHeavyFirst>
 void launch_kernel(const AttentionParams& p, const CtaGrid& g, cudaStream_t stream) {
-  constexpr int kSmem = Smem<D, T>::kBytes;
-  static_assert(T::kCtasPerSm * (kSmem + 1024) <= 228 * 1024, "the CTAs of one SM must fit its shared memory");
+  static_assert(T::kCtasPerSm * (Smem<D, T>::kBytes + 1024) <= 228 * 1024, "the CTAs of one SM must fit its shared memory");
+  constexpr int kSmem = Smem<D, T>::kBytes + SAGE_SM90_DIAG_SMEM_PAD;
   auto kernel = attention_sm90_kernel<D, OutT, T, kQuantizeQ, kHeavyFirst>;
   // The shared-memory attribute is set once per device and instantiation (this function's own static).
   static std::atomic<uint64_t> configured{0};  // one bit per device

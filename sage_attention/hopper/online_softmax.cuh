@@ -90,10 +90,17 @@ struct TileMask {
 // P (times 448, FP8) as the A operand of the P·V wgmma: p_frag[c] covers keys 32c..32c+31,
 // in the order V is stored (quant_config.h v_key_at). f[r][h] = q_scale(row r) * k_scale
 // of key half h (keys 0-63, 64-127).
-template <bool kMasked>
+// kOElems > 0 (the serial narrow loop, where O is idle during the softmax): also rescales
+// the O accumulator fragment o[kOElems] (wgmma m64nN layout: o[4j], o[4j+1] row g, o[4j+2],
+// o[4j+3] row g+8) by alpha * o_ratio, interleaved with the exponentials. The MUFU-bound
+// exponential stream leaves the FMA pipe mostly idle, so the 64 FMULs there cost issue slots
+// only, instead of a serial block (and its latency) right before the P·V issue.
+template <bool kMasked, int kOElems = 0>
 __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float (&f)[2][2], const TileMask& mask,
                                              int t4, RowState& row_a, RowState& row_b, float& alpha_a,
-                                             float& alpha_b, uint32_t (&p_frag)[4][4]) {
+                                             float& alpha_b, uint32_t (&p_frag)[4][4], float* o = nullptr,
+                                             float o_ratio = 1.f) {
+  static_assert(kOElems % 64 == 0 || kOElems == 32, "O fragments of head_dim 64 or 128");
   float x[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) x[i] = exact_int_to_float(s_int[i]);
@@ -133,6 +140,8 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   alpha_a = m_new_a > -INFINITY ? fast_exp2(row_a.m - base_a) : 1.f;
   alpha_b = m_new_b > -INFINITY ? fast_exp2(row_b.m - base_b) : 1.f;
   const float bias_a = base_a - kLog2PScale, bias_b = base_b - kLog2PScale;  // p' = 448 * exp2(s - base)
+  const float o_factor_a = alpha_a * o_ratio, o_factor_b = alpha_b * o_ratio;
+  constexpr int kOChunksPerStep = kOElems / 4 >= 16 ? kOElems / 64 : 1;  // O chunks of 4 per key chunk
   // 4 chains per row (short dependencies), each started by its first pair: a chain started
   // at 0.f costs an FADD with zero the compiler may not drop (0 + -0 is +0).
   float sum_a[4], sum_b[4];
@@ -146,6 +155,22 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
       } else {
         x[4 * i + e] = fast_exp2(fmaf(x[4 * i + e], f[0][i / 8], -bias_a));
         x[4 * i + 2 + e] = fast_exp2(fmaf(x[4 * i + 2 + e], f[1][i / 8], -bias_b));
+      }
+    }
+    if constexpr (kOElems > 0) {
+#pragma unroll
+      for (int c = 0; c < kOChunksPerStep; ++c) {
+        const int j = i * kOChunksPerStep + c;
+        if (j < kOElems / 4) {
+          o[4 * j] *= o_factor_a;
+          o[4 * j + 1] *= o_factor_a;
+          o[4 * j + 2] *= o_factor_b;
+          o[4 * j + 3] *= o_factor_b;
+          // Pinned here, beside this chunk's exponentials: otherwise the compiler sinks the
+          // masked and unmasked paths' identical multiplies below their join, back into a
+          // serial block before the P·V issue.
+          asm volatile("" : "+f"(o[4 * j]), "+f"(o[4 * j + 1]), "+f"(o[4 * j + 2]), "+f"(o[4 * j + 3]) : "f"(x[4 * i]));
+        }
       }
     }
     const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
