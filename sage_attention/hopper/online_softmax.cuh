@@ -166,9 +166,9 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
           o[4 * j + 1] *= o_factor_a;
           o[4 * j + 2] *= o_factor_b;
           o[4 * j + 3] *= o_factor_b;
-          // Pinned here, beside this chunk's exponentials: otherwise the compiler sinks the
-          // masked and unmasked paths' identical multiplies below their join, back into a
-          // serial block before the P·V issue.
+          // Keeps the multiplies inside each branch: otherwise the compiler sinks the masked and
+          // unmasked paths' identical copies below their join, back into a serial block before the
+          // P·V issue. (Within the branch ptxas orders them as it likes: attention_sm90.cu.)
           asm volatile("" : "+f"(o[4 * j]), "+f"(o[4 * j + 1]), "+f"(o[4 * j + 2]), "+f"(o[4 * j + 3]) : "f"(x[4 * i]));
         }
       }
