@@ -350,18 +350,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     return ratio;
   };
   // O = O * alpha * v_unit / v_scale + P·V8 for the tile whose softmax ran last (unless the
-  // softmax has done the rescale already: `rescaled`, kRescaleInSoftmax).
-  auto rescale_and_issue_pv = [&](auto buf, int stage, auto rescaled) {
-    if constexpr (!decltype(rescaled)::value) {
+  // softmax has done the rescale already: kRescaleInSoftmax).
+  auto rescale_and_issue_pv = [&](auto buf, int stage) {
+    if constexpr (!kRescaleInSoftmax) {
       const float ratio = take_v_unit_ratio();
-      const float fa = alpha_a * ratio, fb = alpha_b * ratio;
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        acc[4 * j] *= fa;
-        acc[4 * j + 1] *= fa;
-        acc[4 * j + 2] *= fb;
-        acc[4 * j + 3] *= fb;
-      }
+      for (int j = 0; j < D / 8; ++j) scale_o_rows(acc, j, alpha_a * ratio, alpha_b * ratio);
     }
     fence_regs(acc);
     wgmma_fence();
@@ -450,7 +444,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
-    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage, std::false_type{});
+    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
     wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     stamp(1);
@@ -500,7 +494,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       // them below the P·V issue, and ptxas then serializes every wgmma (C7514).
       fence_row_state(state_a, state_b);
       stamp(2);
-      rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage, std::bool_constant<kRescaleInSoftmax>{});
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, stage);
       wgmma_wait<0>();
       fence_regs(acc);
       if (lane == 0) mbarrier_arrive(&empty[stage]);  // thread 0 refills it during the next Q·Kᵀ
@@ -524,9 +518,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     // Last tile's P·V (its softmax wrote buffer (n_tiles - 1) & 1).
     const int last_stage = (n_tiles - 1) % kStages;
     if ((n_tiles - 1) & 1) {
-      rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage, std::false_type{});
+      rescale_and_issue_pv(std::integral_constant<int, 1>{}, last_stage);
     } else {
-      rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage, std::false_type{});
+      rescale_and_issue_pv(std::integral_constant<int, 0>{}, last_stage);
     }
     wgmma_wait<0>();
     fence_regs(acc);

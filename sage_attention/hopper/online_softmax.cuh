@@ -79,6 +79,15 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
   return lo | (hi << 16);
 }
 
+// O accumulator chunk j (wgmma m64nN fragment: o[4j], o[4j+1] row g; o[4j+2], o[4j+3] row g+8)
+// times its rows' factors.
+__device__ __forceinline__ void scale_o_rows(float* o, int j, float factor_a, float factor_b) {
+  o[4 * j] *= factor_a;
+  o[4 * j + 1] *= factor_a;
+  o[4 * j + 2] *= factor_b;
+  o[4 * j + 3] *= factor_b;
+}
+
 // Which keys of a tile each row may see, for tiles that need masking: the offset in the
 // tile of the last visible key (-1: none, 127: all), 32-bit so the compares stay cheap.
 struct TileMask {
@@ -100,7 +109,7 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
                                              int t4, RowState& row_a, RowState& row_b, float& alpha_a,
                                              float& alpha_b, uint32_t (&p_frag)[4][4], float* o = nullptr,
                                              float o_ratio = 1.f) {
-  static_assert(kOElems % 64 == 0 || kOElems == 32, "O fragments of head_dim 64 or 128");
+  static_assert(kOElems == 0 || kOElems == 32 || kOElems == 64, "O fragments of head_dim 64 or 128");
   float x[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) x[i] = exact_int_to_float(s_int[i]);
@@ -141,7 +150,6 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   alpha_b = m_new_b > -INFINITY ? fast_exp2(row_b.m - base_b) : 1.f;
   const float bias_a = base_a - kLog2PScale, bias_b = base_b - kLog2PScale;  // p' = 448 * exp2(s - base)
   const float o_factor_a = alpha_a * o_ratio, o_factor_b = alpha_b * o_ratio;
-  constexpr int kOChunksPerStep = kOElems / 4 >= 16 ? kOElems / 64 : 1;  // O chunks of 4 per key chunk
   // 4 chains per row (short dependencies), each started by its first pair: a chain started
   // at 0.f costs an FADD with zero the compiler may not drop (0 + -0 is +0).
   float sum_a[4], sum_b[4];
@@ -158,19 +166,12 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
       }
     }
     if constexpr (kOElems > 0) {
-#pragma unroll
-      for (int c = 0; c < kOChunksPerStep; ++c) {
-        const int j = i * kOChunksPerStep + c;
-        if (j < kOElems / 4) {
-          o[4 * j] *= o_factor_a;
-          o[4 * j + 1] *= o_factor_a;
-          o[4 * j + 2] *= o_factor_b;
-          o[4 * j + 3] *= o_factor_b;
-          // Keeps the multiplies inside each branch: otherwise the compiler sinks the masked and
-          // unmasked paths' identical copies below their join, back into a serial block before the
-          // P·V issue. (Within the branch ptxas orders them as it likes: attention_sm90.cu.)
-          asm volatile("" : "+f"(o[4 * j]), "+f"(o[4 * j + 1]), "+f"(o[4 * j + 2]), "+f"(o[4 * j + 3]) : "f"(x[4 * i]));
-        }
+      if (i < kOElems / 4) {
+        scale_o_rows(o, i, o_factor_a, o_factor_b);
+        // Keeps the multiplies inside each branch: otherwise the compiler sinks the masked and
+        // unmasked paths' identical copies below their join, back into a serial block before the
+        // P·V issue. (Within the branch ptxas orders them as it likes: attention_sm90.cu.)
+        asm volatile("" : "+f"(o[4 * i]), "+f"(o[4 * i + 1]), "+f"(o[4 * i + 2]), "+f"(o[4 * i + 3]) : "f"(x[4 * i]));
       }
     }
     const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
