@@ -98,6 +98,18 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #ifndef SAGE_SM90_DIAG_SMEM_PAD
 #define SAGE_SM90_DIAG_SMEM_PAD 0
 #endif
+// Diagnostic build only (timing; wide tiling): wait for Q·Kᵀ(t) before the rescale and the P·V(t-1)
+// issue, instead of letting Q·Kᵀ(t) queue behind them: does the softmax then start earlier?
+// (Results stay correct.)
+#ifndef SAGE_SM90_DIAG_WIDE_QK_FIRST
+#define SAGE_SM90_DIAG_WIDE_QK_FIRST 0
+#endif
+// Diagnostic build only (wrong results, timing only; wide tiling): issue no P·V wgmma (the
+// rescale stays), so the softmax runs with no register-sourced wgmma of its own warpgroup in
+// flight: how much does a P·V beside it slow the softmax (NOTES.md, plan)?
+#ifndef SAGE_SM90_DIAG_WIDE_NO_PV
+#define SAGE_SM90_DIAG_WIDE_NO_PV 0
+#endif
 // The SM's clock counter (diagnostic builds: SAGE_SM90_DIAG_CLOCKS, SAGE_SM90_DIAG_TRACE).
 __device__ __forceinline__ uint32_t sm_clock() {
   uint32_t now;
@@ -359,10 +371,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     }
     fence_regs(acc);
     wgmma_fence();
+    if constexpr (!(SAGE_SM90_DIAG_WIDE_NO_PV && T::kOverlapSoftmax)) {
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c], smem_desc_advance(v_desc0, stage * S::kV + c * 32),
-                  true);
+      for (int c = 0; c < 4; ++c) {
+        pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c],
+                    smem_desc_advance(v_desc0, stage * S::kV + c * 32), true);
+      }
     }
     wgmma_commit();
   };
@@ -444,8 +458,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
-    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-    wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
+    if constexpr (SAGE_SM90_DIAG_WIDE_QK_FIRST) {
+      wgmma_wait<0>();  // Q·Kᵀ of tile t is done (the only group in flight here)
+      fence_regs(s_int);
+      rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+    } else {
+      rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+      wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
+    }
     fence_regs(s_int);
     stamp(1);
     softmax(buf, t);
