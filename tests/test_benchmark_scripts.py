@@ -45,3 +45,12 @@ def test_side_by_side_refuses_gqa_shapes_before_touching_a_gpu():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_side_by_side.py"), "--shape",
                           "1,128,4,64,kv=2"], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "compare_builds.py" in run.stderr
+
+
+def test_v_recipe_study_matches_the_emulation_on_a_small_shape():
+    # The study's `tile` column is today's recipe written out flat; the script asserts it equals
+    # the emulation (up to 1e-4) for shapes of <= 4096 tokens, then prints the four variants.
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "v_recipe_accuracy_cpu.py"), "1,300,2,64"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert all(f"{name}: cos" in run.stdout for name in ["tile", "tile_l8", "channel_l32", "channel"])

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""CPU study: accuracy against fp32 attention of two ways to quantize V (NOTES.md, session 15).
+
+Q and K are quantized exactly as the pre-pass does (the emulation's own functions), and the
+online softmax walks 128-key tiles as the kernels do. Only V's side differs:
+  tile     today's recipe: one FP8 scale per 128-key tile; O is rescaled by the ratio of
+           consecutive tiles' scales; the row sums add the fp32 exponentials;
+  channel  a fixed V unit: one FP8 scale per channel over the whole sequence (applied once, after
+           the last tile); the row sums add the FP8-rounded P, which is what a ones block beside
+           Vᵀ gives when the tensor cores take the row sums (SAGE_SM90_DIAG_ROWSUM_MMA);
+and the two mixed forms (tile_l8, channel_l32). For shapes up to 4096 tokens the `tile` column
+is checked against the emulation (torch-ext/sage_attention/emulation_attention.py), which it
+must match: it is the same recipe written out flat. Non-causal; inputs `randn * randint(1, 5)`.
+
+    python scripts/v_recipe_accuracy_cpu.py 1,4096,2,128 1,32760,2,128     (B,L,H,D each)
+"""
+import math
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+# The emulation modules without the package's __init__ (which loads the compiled ops).
+_PKG = types.ModuleType("sage_emulation")
+_PKG.__path__ = [str(Path(__file__).resolve().parent.parent / "torch-ext" / "sage_attention")]
+sys.modules["sage_emulation"] = _PKG
+from sage_emulation.emulation_attention import attention_emulated  # noqa: E402
+from sage_emulation.emulation_quantize import (  # noqa: E402
+    _quantize_from_amax,
+    k_mean_emulated,
+    quantize_k_emulated,
+    quantize_q_emulated,
+    quantize_qkv_emulated,
+    rows_from_tile_order,
+)
+from sage_emulation.quant_config import FP8_E4M3_MAX, K_SCALE_BLOCK, KV_TILE, Q_PAD  # noqa: E402
+
+
+def gen(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g) * torch.randint(1, 5, shape, generator=g)).to(torch.bfloat16)
+
+
+def fp8(x):
+    return x.to(torch.float8_e4m3fn).float()
+
+
+def variants(q, k, v):
+    """Outputs (B, H, L, D) fp32 of the four variants."""
+    b, length, h, d = q.shape
+    km = k_mean_emulated(k)
+    q8, qs, _ = quantize_q_emulated(q, km, 1 / math.sqrt(d))
+    k8, ks = quantize_k_emulated(k, km)
+    q8 = rows_from_tile_order(q8, Q_PAD)[:, :, :length].float()
+    k8 = rows_from_tile_order(k8, KV_TILE)[:, :, :length].float()
+    k_scale_per_key = ks.repeat_interleave(K_SCALE_BLOCK, dim=-1)[..., :length]
+    vf = v.float().permute(0, 2, 1, 3)
+    n_tiles = -(-length // KV_TILE)
+    tiles = F.pad(vf, (0, 0, 0, n_tiles * KV_TILE - length)).view(b, h, n_tiles, KV_TILE, d)
+    # The pre-pass's rounding: one IEEE division per scale, then a multiply per element.
+    v_tile, vs_tile = _quantize_from_amax(tiles, tiles.abs().amax(dim=(3, 4), keepdim=True), FP8_E4M3_MAX)
+    v8_tile, vs_tile = fp8(v_tile).view(b, h, n_tiles * KV_TILE, d), vs_tile.view(b, h, n_tiles)
+    v_channel, vs_channel = _quantize_from_amax(vf, vf.abs().amax(dim=2, keepdim=True), FP8_E4M3_MAX)
+    v8_channel = fp8(v_channel)
+    m = torch.full((b, h, length), -math.inf)
+    l32, l8 = torch.zeros(b, h, length), torch.zeros(b, h, length)
+    acc_tile, acc_channel = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
+    for t in range(n_tiles):
+        keys = slice(t * KV_TILE, min((t + 1) * KV_TILE, length))
+        s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
+        m_new = torch.maximum(m, s.amax(-1))
+        alpha = torch.exp2(m - m_new)
+        p = torch.exp2(s - m_new.unsqueeze(-1))
+        p8 = fp8(p * FP8_E4M3_MAX)
+        l32 = l32 * alpha + p.sum(-1)
+        l8 = l8 * alpha + p8.sum(-1)
+        acc_tile = acc_tile * alpha.unsqueeze(-1) + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
+        acc_channel = acc_channel * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
+        m = m_new
+    return {
+        "tile": acc_tile / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
+        "tile_l8": acc_tile / l8.unsqueeze(-1),
+        "channel_l32": acc_channel * vs_channel / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
+        "channel": acc_channel * vs_channel / l8.unsqueeze(-1),
+    }
+
+
+def main():
+    torch.manual_seed(0)
+    for arg in sys.argv[1:] or ["1,4096,2,128"]:
+        b, length, h, d = (int(x) for x in arg.split(","))
+        t0 = time.time()
+        q, k, v = (gen((b, length, h, d), seed) for seed in range(3))
+        ref = F.scaled_dot_product_attention(q.float().transpose(1, 2), k.float().transpose(1, 2),
+                                             v.float().transpose(1, 2))
+        outs = variants(q, k, v)
+        if length <= 4096:
+            emulated, _ = attention_emulated(quantize_qkv_emulated(q, k, v, 1 / math.sqrt(d)), length, length, d,
+                                             False, torch.float32)
+            diff = (outs["tile"] - emulated.permute(0, 2, 1, 3)).abs().max().item()
+            assert diff < 1e-4, f"the flat recipe differs from the emulation by {diff}"
+        cells = []
+        for name, o in outs.items():
+            o = o.to(torch.bfloat16).float()  # the kernels write bf16
+            cos = F.cosine_similarity(o.flatten(), ref.flatten(), dim=0).item()
+            rel = ((o - ref).abs().sum() / ref.abs().sum()).item()
+            cells.append(f"{name}: cos {cos:.6f} rel-L1 {rel:.5f}")
+        print(f"{arg} ({time.time() - t0:.0f}s)  " + "  ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
