@@ -486,7 +486,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     wgmma_commit();
     if constexpr (SAGE_SM90_DIAG_WIDE_QK_FIRST) {
       wgmma_wait<0>();  // Q·Kᵀ of tile t is done (the only group in flight here)
-      fence_regs(s_int);
       rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
     } else {
       rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
@@ -575,7 +574,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
 
   // Epilogue: add up each row's partial sums over its quad, normalise (one division per row,
   // then a multiply per element), write O (only real rows and channels) and lse.
-  const float row_sum[2] = {kRowSumMma<D, T> ? acc[kAccElems - 4] : quad_sum(state_a.l),  // every lane: full-warp shuffles
+  // (quad_sum: every lane, full-warp shuffles. SAGE_SM90_DIAG_ROWSUM_MMA: the sums' columns hold whole rows.)
+  const float row_sum[2] = {kRowSumMma<D, T> ? acc[kAccElems - 4] : quad_sum(state_a.l),
                             kRowSumMma<D, T> ? acc[kAccElems - 2] : quad_sum(state_b.l)};
   // Whole rows (head_dim == D) at 4-byte-aligned addresses (base and strides: the same for
   // every thread of the launch) take one 32-bit store per channel pair with no test per pair;

@@ -1,7 +1,8 @@
 // Hopper (sm_90a) warpgroup MMA: shared-memory matrix descriptors and the
 // wgmma forms the attention kernel issues (INT8 Q·Kᵀ with Q from shared memory or
-// registers, FP8 P·V with P from registers, N = 128 or 64). Hand-written PTX (no CUTLASS):
-// the kernel needs only these, and keeping them visible keeps the SASS readable.
+// registers, FP8 P·V with P from registers, N = 128 or 64, and 136 for a diagnostic).
+// Hand-written PTX (no CUTLASS): the kernel needs only these, and keeping them visible
+// keeps the SASS readable.
 #pragma once
 #include <cstdint>
 
