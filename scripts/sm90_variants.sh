@@ -2,7 +2,7 @@
 # Build compile-time variants of the Hopper kernel side by side (9.0a only) and A/B them in one
 # process with benchmarks/compare_builds.py (interleaved rounds, CUDA events; the first variant is
 # the reference). Each argument is one variant's nvcc defines, e.g.
-#   bash scripts/sm90_variants.sh "" "-DSAGE_SM90_DIAG_ROWSUM_MMA=1"
+#   bash scripts/sm90_variants.sh "" "-DSAGE_SM90_DIAG_NO_COPY=1"
 # (default: the plain build only). Diagnostic variants may give wrong results: timing only
 # (compare_builds prints each one's accuracy next to its times).
 # Environment: WORKLOADS (compare_builds arguments; default three workloads), ROUNDS (default 5),

@@ -7,7 +7,7 @@ online softmax walks 128-key tiles as the kernels do. Only V's side differs:
            consecutive tiles' scales; the row sums add the fp32 exponentials;
   channel  a fixed V unit: one FP8 scale per channel over the whole sequence (applied once, after
            the last tile); the row sums add the FP8-rounded P, which is what a ones block beside
-           Vᵀ gives when the tensor cores take the row sums (SAGE_SM90_DIAG_ROWSUM_MMA);
+           Vᵀ gives when the tensor cores take the row sums (v37 in NOTES.md);
 and the two mixed forms (tile_l8, channel_l32). For shapes up to 4096 tokens the `tile` column
 is checked against the emulation (torch-ext/sage_attention/emulation_attention.py), which it
 must match: it is the same recipe written out flat. Non-causal; inputs `randn * randint(1, 5)`.

@@ -98,26 +98,6 @@ using NarrowTiling64 = Tiling<1, 4, 2, false>;
 #ifndef SAGE_SM90_DIAG_SMEM_PAD
 #define SAGE_SM90_DIAG_SMEM_PAD 0
 #endif
-// Diagnostic build only (timing; wide tiling): wait for Q·Kᵀ(t) before the rescale and the P·V(t-1)
-// issue, instead of letting Q·Kᵀ(t) queue behind them: does the softmax then start earlier?
-// (Results stay correct.)
-#ifndef SAGE_SM90_DIAG_WIDE_QK_FIRST
-#define SAGE_SM90_DIAG_WIDE_QK_FIRST 0
-#endif
-// Diagnostic build only (wrong results, timing only; wide tiling): issue no P·V wgmma (the
-// rescale stays), so the softmax runs with no register-sourced wgmma of its own warpgroup in
-// flight: how much does a P·V beside it slow the softmax (NOTES.md, plan)?
-#ifndef SAGE_SM90_DIAG_WIDE_NO_PV
-#define SAGE_SM90_DIAG_WIDE_NO_PV 0
-#endif
-// Diagnostic build only (timing; lse and O wrong): the narrow d128 loop takes its row sums from
-// the tensor cores instead of 64 FADDs per tile and thread: P·V is m64n136, its extra 8 B rows a
-// ones block after each V stage (+2 KB per CTA, paid for by dropping the 1 KB alignment room,
-// so the dynamic shared memory is assumed 1024-aligned). The sums come out weighted by the V
-// scales, so this is an upper bound of what a recipe with a fixed V unit would gain (NOTES.md).
-#ifndef SAGE_SM90_DIAG_ROWSUM_MMA
-#define SAGE_SM90_DIAG_ROWSUM_MMA 0
-#endif
 // The SM's clock counter (diagnostic builds: SAGE_SM90_DIAG_CLOCKS, SAGE_SM90_DIAG_TRACE).
 __device__ __forceinline__ uint32_t sm_clock() {
   uint32_t now;
@@ -126,39 +106,31 @@ __device__ __forceinline__ uint32_t sm_clock() {
 }
 static_assert(kKvTile == 128 && kKScaleBlock == 64, "the fragment math assumes 128-key tiles, 64-key K scales");
 
-// SAGE_SM90_DIAG_ROWSUM_MMA applies to this instantiation.
-template <int D, typename T>
-constexpr bool kRowSumMma = SAGE_SM90_DIAG_ROWSUM_MMA && D == 128 && !T::kOverlapSoftmax;
-
 template <int D, typename T>
 struct Smem {
   static constexpr int kStages = T::kStages;
   static constexpr int kQ = T::kRows * D;
   static constexpr int kK = kKvTile * D;
   static constexpr int kV = D * kKvTile;
-  static constexpr int kOnes = kRowSumMma<D, T> ? 8 * 128 : 0;  // 8 rows of ones after each V stage
-  static constexpr int kVStage = kV + kOnes;
-  static constexpr int kBarriers = kQ + kStages * (kK + kVStage);  // offset of the mbarriers
+  static constexpr int kBarriers = kQ + kStages * (kK + kV);  // offset of the mbarriers
   static constexpr int kQRowData = kBarriers + 128;  // q scale and lse shift per row, when the kernel quantizes Q
   static_assert((1 + 2 * kStages) * 8 <= kQRowData - kBarriers, "the mbarriers fit before the row data");
-  static constexpr int kBytes = (kOnes ? 0 : 1024) + kQRowData + 2 * T::kRows * 4;  // + room to align to 1024
+  static constexpr int kBytes = 1024 + kQRowData + 2 * T::kRows * 4;  // + room to align to 1024
   // Q·Kᵀ operands: 128-byte rows are stored swizzled, 64-byte rows as plain core matrices.
   static constexpr SmemLayout kQkLayout = D == 128 ? SmemLayout::kSwizzle128 : SmemLayout::kInterleave;
   static constexpr uint32_t kQkStepBytes = D == 128 ? 32 : 256;  // start-address move per 32-byte K step
   static constexpr uint32_t kQkKStride = 128, kQkMnStride = D == 128 ? 1024 : 8 * D;
 };
 
-// The P·V wgmma for an accumulator of N / 2 floats per thread (N = 64, 128, or 136: O plus row sums).
-template <int kElems>
-__device__ __forceinline__ void pv_wgmma(float (&o)[kElems], const uint32_t (&a)[4], uint64_t desc, bool acc) {
-  static_assert(kElems == 32 || kElems == 64 || kElems == 68, "P·V accumulators of N = 64, 128 or 136");
-  if constexpr (kElems == 32) {
-    wgmma_m64n64k32_e4m3_rs(o, a, desc, acc);
-  } else if constexpr (kElems == 64) {
-    wgmma_m64n128k32_e4m3_rs(o, a, desc, acc);
-  } else {
-    wgmma_m64n136k32_e4m3_rs(o, a, desc, acc);
-  }
+template <int D>
+__device__ __forceinline__ void pv_wgmma(float (&o)[D / 2], const uint32_t (&a)[4], uint64_t desc, bool acc);
+template <>
+__device__ __forceinline__ void pv_wgmma<128>(float (&o)[64], const uint32_t (&a)[4], uint64_t desc, bool acc) {
+  wgmma_m64n128k32_e4m3_rs(o, a, desc, acc);
+}
+template <>
+__device__ __forceinline__ void pv_wgmma<64>(float (&o)[32], const uint32_t (&a)[4], uint64_t desc, bool acc) {
+  wgmma_m64n64k32_e4m3_rs(o, a, desc, acc);
 }
 
 // Two adjacent channels as one 32-bit store; dst must be 4-byte aligned.
@@ -191,8 +163,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   constexpr int kStages = T::kStages, kRows = T::kRows, kThreads = T::kThreads, kPBuffers = T::kPBuffers;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   // Swizzled tiles must start on 1024-byte boundaries.
-  uint8_t* smem = S::kOnes ? smem_raw
-                           : smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
   uint8_t* q_s = smem;
   uint8_t* k_s = smem + S::kQ;
   uint8_t* v_s = k_s + kStages * S::kK;
@@ -233,7 +204,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     }
     mbarrier_arrive_expect_tx(&full[stage], S::kK + S::kV);
     bulk_copy_g2s(k_s + stage * S::kK, k_src + int64_t(t) * S::kK, S::kK, &full[stage]);
-    bulk_copy_g2s(v_s + stage * S::kVStage, v_src + int64_t(t) * S::kV, S::kV, &full[stage]);
+    bulk_copy_g2s(v_s + stage * S::kV, v_src + int64_t(t) * S::kV, S::kV, &full[stage]);
   };
   if (tid == 0) {
     mbarrier_init(q_full, 1);
@@ -242,12 +213,6 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
       mbarrier_init(&empty[s], kThreads / 32);
     }
     mbarrier_init_fence();
-  }
-  if constexpr (S::kOnes > 0) {  // e4m3 1.0 is 0x38
-    static_assert(kStages * S::kOnes == kThreads * 16, "one 16-byte store per thread fills the ones blocks");
-    const int stage = tid * 16 / S::kOnes, at = tid * 16 % S::kOnes;
-    *reinterpret_cast<uint4*>(v_s + stage * S::kVStage + S::kV + at) = make_uint4(0x38383838u, 0x38383838u, 0x38383838u, 0x38383838u);
-    fence_proxy_async_smem();
   }
   __syncthreads();
   // kQuantizeQ: this thread's 8 channels of its Q rows (kQLanesPerRow threads per row, all
@@ -315,10 +280,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   const float qs_b = kQuantizeQ ? q_scale_s[r_b] : row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
   // O accumulates P·V8 directly in the wgmma accumulator, in units of `v_unit` (the V scale of
   // the last tile folded in): before tile t's P·V, O *= alpha_t * v_unit / v_scale_t.
-  constexpr int kAccElems = D / 2 + (kRowSumMma<D, T> ? 4 : 0);  // + the row sums' columns
-  float acc[kAccElems];
+  float acc[D / 2];
 #pragma unroll
-  for (int i = 0; i < kAccElems; ++i) acc[i] = 0.f;
+  for (int i = 0; i < D / 2; ++i) acc[i] = 0.f;
   float v_unit = 0.f;
   RowState state_a, state_b;
   int s_int[64];
@@ -391,16 +355,14 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if constexpr (!kRescaleInSoftmax) {
       const float ratio = take_v_unit_ratio();
 #pragma unroll
-      for (int j = 0; j < kAccElems / 4; ++j) scale_o_rows(acc, j, alpha_a * ratio, alpha_b * ratio);
+      for (int j = 0; j < D / 8; ++j) scale_o_rows(acc, j, alpha_a * ratio, alpha_b * ratio);
     }
     fence_regs(acc);
     wgmma_fence();
-    if constexpr (!(SAGE_SM90_DIAG_WIDE_NO_PV && T::kOverlapSoftmax)) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        pv_wgmma(acc, p_frag[decltype(buf)::value % kPBuffers][c],
-                 smem_desc_advance(v_desc0, stage * S::kVStage + c * 32), true);
-      }
+    for (int c = 0; c < 4; ++c) {
+      pv_wgmma<D>(acc, p_frag[decltype(buf)::value % kPBuffers][c], smem_desc_advance(v_desc0, stage * S::kV + c * 32),
+                  true);
     }
     wgmma_commit();
   };
@@ -430,13 +392,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     if (t >= first_masked_tile) {
       const TileMask mask{int(max(min(last_key_a - key0, int64_t(kKvTile - 1)), int64_t(-1))),
                           int(max(min(last_key_b - key0, int64_t(kKvTile - 1)), int64_t(-1)))};
-      softmax_tile<true, kOElems, !kRowSumMma<D, T>>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b,
-                                                      p_frag[b], acc, o_ratio);
+      softmax_tile<true, kOElems>(s_int, f, mask, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b], acc, o_ratio);
     } else {
-      softmax_tile<false, kOElems, !kRowSumMma<D, T>>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b,
-                                                       p_frag[b], acc, o_ratio);
+      softmax_tile<false, kOElems>(s_int, f, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag[b], acc,
+                                   o_ratio);
     }
-    if constexpr (kRescaleInSoftmax && kRowSumMma<D, T>) scale_o_rows(acc, D / 8, alpha_a * o_ratio, alpha_b * o_ratio);
   };
   // SAGE_SM90_DIAG_CLOCKS: SM cycles per loop phase, summed over the tiles of this warp.
   [[maybe_unused]] uint32_t phase[4] = {0, 0, 0, 0}, clk = 0, stamped_tiles = 0;
@@ -484,13 +444,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     wgmma_fence();
     issue_qk(stage);
     wgmma_commit();
-    if constexpr (SAGE_SM90_DIAG_WIDE_QK_FIRST) {
-      wgmma_wait<0>();  // Q·Kᵀ of tile t is done (the only group in flight here)
-      rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-    } else {
-      rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
-      wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
-    }
+    rescale_and_issue_pv(std::integral_constant<int, 1 - B>{}, prev_stage);
+    wgmma_wait<1>();  // Q·Kᵀ of tile t is done; P·V of tile t-1 may still run
     fence_regs(s_int);
     stamp(1);
     softmax(buf, t);
@@ -574,9 +529,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
 
   // Epilogue: add up each row's partial sums over its quad, normalise (one division per row,
   // then a multiply per element), write O (only real rows and channels) and lse.
-  // (quad_sum: every lane, full-warp shuffles. SAGE_SM90_DIAG_ROWSUM_MMA: the sums' columns hold whole rows.)
-  const float row_sum[2] = {kRowSumMma<D, T> ? acc[kAccElems - 4] : quad_sum(state_a.l),
-                            kRowSumMma<D, T> ? acc[kAccElems - 2] : quad_sum(state_b.l)};
+  const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};  // every lane: full-warp shuffles
   // Whole rows (head_dim == D) at 4-byte-aligned addresses (base and strides: the same for
   // every thread of the launch) take one 32-bit store per channel pair with no test per pair;
   // padded head dims and odd layouts take store_pair's checks. (Before v27 every pair was

@@ -104,9 +104,7 @@ struct TileMask {
 // o[4j+3] row g+8) by alpha * o_ratio, interleaved with the exponentials. The MUFU-bound
 // exponential stream leaves the FMA pipe mostly idle, so the 64 FMULs there cost issue slots
 // only, instead of a serial block (and its latency) right before the P·V issue.
-// kSumRows false (diagnostic SAGE_SM90_DIAG_ROWSUM_MMA): the row sums come from the tensor cores;
-// row_a.l and row_b.l are left alone.
-template <bool kMasked, int kOElems = 0, bool kSumRows = true>
+template <bool kMasked, int kOElems = 0>
 __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float (&f)[2][2], const TileMask& mask,
                                              int t4, RowState& row_a, RowState& row_b, float& alpha_a,
                                              float& alpha_b, uint32_t (&p_frag)[4][4], float* o = nullptr,
@@ -176,16 +174,12 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
         asm volatile("" : "+f"(o[4 * i]), "+f"(o[4 * i + 1]), "+f"(o[4 * i + 2]), "+f"(o[4 * i + 3]) : "f"(x[4 * i]));
       }
     }
-    if constexpr (kSumRows) {
-      const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
-      sum_a[i % 4] = i < 4 ? pair_a : sum_a[i % 4] + pair_a;
-      sum_b[i % 4] = i < 4 ? pair_b : sum_b[i % 4] + pair_b;
-    }
+    const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
+    sum_a[i % 4] = i < 4 ? pair_a : sum_a[i % 4] + pair_a;
+    sum_b[i % 4] = i < 4 ? pair_b : sum_b[i % 4] + pair_b;
   }
-  if constexpr (kSumRows) {
-    row_a.l = row_a.l * alpha_a + ((sum_a[0] + sum_a[1]) + (sum_a[2] + sum_a[3]));
-    row_b.l = row_b.l * alpha_b + ((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
-  }
+  row_a.l = row_a.l * alpha_a + ((sum_a[0] + sum_a[1]) + (sum_a[2] + sum_a[3]));
+  row_b.l = row_b.l * alpha_b + ((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
   row_a.m = m_new_a;
   row_b.m = m_new_b;
 #pragma unroll
