@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-@pytest.mark.parametrize("script", ["run_side_by_side.py", "compare_builds.py"])
+@pytest.mark.parametrize("script", ["run_side_by_side.py", "compare_builds.py", "peer_fa3_fp8.py"])
 def test_benchmark_script_parses_its_arguments(script):
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True,
                          timeout=120)
