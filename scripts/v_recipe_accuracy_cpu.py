@@ -8,7 +8,13 @@ online softmax walks 128-key tiles as the kernels do. Only V's side differs:
   channel  a fixed V unit: one FP8 scale per channel over the whole sequence (applied once, after
            the last tile); the row sums add the FP8-rounded P, which is what a ones block beside
            Vᵀ gives when the tensor cores take the row sums (v37 in NOTES.md);
-and the two mixed forms (tile_l8, channel_l32). For shapes up to 4096 tokens the `tile` column
+and the two mixed forms (tile_l8, channel_l32). Two more walk 192-key steps (1.5 tiles: the step a
+warp-specialized kernel with 240-register consumers can hold, NOTES.md session 17):
+  tile_fold192  today's per-tile scales kept: a step holds keys of two V tiles, so each tile's
+                scale ratio to the larger of the two is folded into P before its FP8 rounding
+                (one accumulator, ratios <= 1); row sums of the fp32 exponentials;
+  channel192    the fixed V unit at 192-key steps (the step itself changes nothing else).
+For shapes up to 4096 tokens the `tile` column
 is checked against the emulation (torch-ext/sage_attention/emulation_attention.py), which it
 must match: it is the same recipe written out flat. Non-causal; inputs `randn * randint(1, 5)`.
 
@@ -80,7 +86,33 @@ def variants(q, k, v):
         acc_tile = acc_tile * alpha.unsqueeze(-1) + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
         acc_channel = acc_channel * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
         m = m_new
+    # 192-key steps.
+    step = 192
+    v8_tile_pad = F.pad(v8_tile, (0, 0, 0, KV_TILE))  # a step may reach one tile past the last
+    m = torch.full((b, h, length), -math.inf)
+    l32, l8 = torch.zeros(b, h, length), torch.zeros(b, h, length)
+    acc_fold, acc_channel192 = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
+    vs_pad = F.pad(vs_tile, (0, 1))
+    for t in range(-(-length // step)):
+        keys = slice(t * step, min((t + 1) * step, length))
+        cols = torch.arange(keys.start, keys.stop)
+        s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
+        m_new = torch.maximum(m, s.amax(-1))
+        alpha = torch.exp2(m - m_new)
+        p = torch.exp2(s - m_new.unsqueeze(-1))
+        first = keys.start // KV_TILE
+        v_ref = vs_pad[..., first:first + 2].amax(-1, keepdim=True)  # (B, H, 1)
+        ratio = vs_tile[..., cols // KV_TILE] / v_ref  # (B, H, n) <= 1
+        l32 = l32 * alpha + p.sum(-1)
+        acc_fold = acc_fold * alpha.unsqueeze(-1) + (fp8(p * ratio.unsqueeze(-2) * FP8_E4M3_MAX)
+                                                     @ v8_tile_pad[:, :, keys]) * v_ref.unsqueeze(-1)
+        p8 = fp8(p * FP8_E4M3_MAX)
+        l8 = l8 * alpha + p8.sum(-1)
+        acc_channel192 = acc_channel192 * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
+        m = m_new
     return {
+        "tile_fold192": acc_fold / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
+        "channel192": acc_channel192 * vs_channel / l8.unsqueeze(-1),
         "tile": acc_tile / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
         "tile_l8": acc_tile / l8.unsqueeze(-1),
         "channel_l32": acc_channel * vs_channel / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
