@@ -10,7 +10,7 @@ constexpr float kFp8E4M3Max = 448.0f;
 constexpr float kPFp8Scale = kFp8E4M3Max;  // P in [0,1] is scaled by this before FP8 rounding
 
 constexpr int kKScaleBlock = 64;  // keys per K scale
-constexpr int kKvTile = 128;      // keys per softmax step and per V scale
+constexpr int kKvTile = 128;      // keys per softmax step and per V scale (a power of two: type_utils.cuh)
 constexpr int kQPad = 128;        // int8 Q rows are padded to a multiple of this (largest CTA tile)
 constexpr int kKMeanChunk = 64;   // tokens per partial sum of the K mean
 constexpr int kKMeanRun = 8;      // tokens one thread sums before the runs of a chunk are combined

@@ -85,6 +85,24 @@ __device__ __forceinline__ float inverse_scale(float amax, float qmax) {
   return __fdiv_rn(amax, qmax) > 0.f ? __fdiv_rn(qmax, amax) : 0.f;
 }
 
+// V's scales are powers of two: amax / qmax (one IEEE division) rounded up to a power of two,
+// at least 2^-126, and its exact inverse. The ratio of two tiles' scales is then a power of two
+// too, which a kernel can fold into P before P's FP8 rounding without adding any rounding error
+// (448 * 2^-k is an e4m3 value), and multiplying by the inverse is exact. Accuracy against fp32
+// is unchanged (NOTES.md, session 17). amax = 0 gives {0, 0}; an infinite amax gives {inf, 0}
+// (as inverse_scale). Same bits as _pow2_scale_from_amax in emulation_quantize.py.
+struct Pow2Scale {
+  float scale, inv;
+};
+__device__ __forceinline__ Pow2Scale pow2_scale(float amax, float qmax) {
+  const float raw = __fdiv_rn(amax, qmax);
+  if (!(raw > 0.f)) return {0.f, 0.f};
+  if (isinf(raw)) return {raw, 0.f};
+  uint32_t bits = __float_as_uint(fmaxf(raw, 1.17549435e-38f));  // 2^-126: the inverse stays finite
+  if (bits & 0x7FFFFFu) bits = (bits & 0x7F800000u) + 0x00800000u;  // next power of two up
+  return {__uint_as_float(bits), __uint_as_float((254u - (bits >> 23)) << 23)};
+}
+
 // Round half to even into [-127, 127] (torch.round then clamp), four values per word. Clamping
 // before rounding gives the same integers (the bounds are integers). The rounding is one fp32
 // add of 1.5 * 2^23, whose ulp is 1: the sum is the integer rounded half to even, held in the

@@ -2,7 +2,9 @@
 # Nsight Compute, the same counters for our Hopper kernel alone (attention_quantized on
 # quantize_qkv's output) and for FlashAttention-3's FP8 kernel (benchmarks/peers/, built into
 # .peer/ and its variants), one launch each, per shape: where does FA3 save its time?
-#   bash scripts/ncu_vs_fa3.sh [B,L,H ...]     (head_dim 128, non-causal; default: flux_L320 and large)
+#   [TILINGS="sm90_narrow sm90_wide"] [FA3_LIBS=".peer .peer/n128"] bash scripts/ncu_vs_fa3.sh [B,L,H ...]
+# (head_dim 128, non-causal; default shapes: flux_L320 and large; TILINGS pins our kernel's tiling
+# with SAGE_ATTENTION_FORCE_KERNEL, default the dispatched one.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="/tmp/sage_site${PYTHONPATH:+:$PYTHONPATH}"
@@ -19,7 +21,9 @@ smsp__average_warp_latency_issue_stalled_selected.ratio,smsp__average_warp_laten
 smsp__average_warp_latency_issue_stalled_sleeping.ratio,smsp__average_warp_latency_issue_stalled_mio_throttle.ratio
 for shape in "${SHAPES[@]}"; do
   IFS=, read -r B L H <<<"$shape"
-  echo "=== ours, attention_quantized ${B}x${L}x${H}x128"
+  for tiling in ${TILINGS:-dispatched}; do
+  echo "=== ours ($tiling), attention_quantized ${B}x${L}x${H}x128"
+  [ "$tiling" = dispatched ] && unset SAGE_ATTENTION_FORCE_KERNEL || export SAGE_ATTENTION_FORCE_KERNEL=$tiling
   ncu --kernel-name regex:attention_sm90 --launch-skip 3 --launch-count 1 --metrics "$METRICS" python3 -c "
 import torch, kernels, pathlib
 k = kernels.get_local_kernel(pathlib.Path('build'))
@@ -28,7 +32,9 @@ z = k.quantize_qkv(*x)
 for _ in range(5): k.attention_quantized(z, kv_len=$L, head_dim=128, is_causal=False, out_dtype=torch.bfloat16)
 torch.cuda.synchronize()
 " 2>&1 | grep -E "^\s+(gpu__|sm__|smsp__|launch__|dram__|lts__)" | sed 's/  */ /g'
-  for lib in .peer .peer/n128 .peer/n192; do
+  done
+  unset SAGE_ATTENTION_FORCE_KERNEL
+  for lib in ${FA3_LIBS:-.peer .peer/n128 .peer/n192}; do
     [ -x "$lib/fa3_fp8_timer" ] || continue
     echo "=== FA3 fp8 ($lib) ${B}x${L}x${H}x128"
     ncu --kernel-name regex:device_kernel --launch-skip 3 --launch-count 1 --metrics "$METRICS" \

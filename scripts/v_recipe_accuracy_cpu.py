@@ -3,16 +3,19 @@
 
 Q and K are quantized exactly as the pre-pass does (the emulation's own functions), and the
 online softmax walks 128-key tiles as the kernels do. Only V's side differs:
-  tile     today's recipe: one FP8 scale per 128-key tile; O is rescaled by the ratio of
-           consecutive tiles' scales; the row sums add the fp32 exponentials;
+  tile     the recipe (since session 17): one FP8 scale per 128-key tile, rounded up to a power
+           of two; O is rescaled by the ratio of consecutive tiles' scales; the row sums add the
+           fp32 exponentials;
+  tile_exact  the same with the scale amax / 448 unrounded (the recipe until session 17);
   channel  a fixed V unit: one FP8 scale per channel over the whole sequence (applied once, after
            the last tile); the row sums add the FP8-rounded P, which is what a ones block beside
            Vᵀ gives when the tensor cores take the row sums (v37 in NOTES.md);
 and the two mixed forms (tile_l8, channel_l32). Two more walk 192-key steps (1.5 tiles: the step a
 warp-specialized kernel with 240-register consumers can hold, NOTES.md session 17):
-  tile_fold192  today's per-tile scales kept: a step holds keys of two V tiles, so each tile's
+  tile_fold192  unrounded per-tile scales: a step holds keys of two V tiles, so each tile's
                 scale ratio to the larger of the two is folded into P before its FP8 rounding
                 (one accumulator, ratios <= 1); row sums of the fp32 exponentials;
+  pow2_fold192  the same with the power-of-two scales (the recipe): the ratios are powers of two;
   channel192    the fixed V unit at 192-key steps (the step itself changes nothing else).
 For shapes up to 4096 tokens the `tile` column
 is checked against the emulation (torch-ext/sage_attention/emulation_attention.py), which it
@@ -35,6 +38,7 @@ _PKG.__path__ = [str(Path(__file__).resolve().parent.parent / "torch-ext" / "sag
 sys.modules["sage_emulation"] = _PKG
 from sage_emulation.emulation_attention import attention_emulated  # noqa: E402
 from sage_emulation.emulation_quantize import (  # noqa: E402
+    _pow2_scale_from_amax,
     _quantize_from_amax,
     k_mean_emulated,
     quantize_k_emulated,
@@ -69,11 +73,17 @@ def variants(q, k, v):
     # The pre-pass's rounding: one IEEE division per scale, then a multiply per element.
     v_tile, vs_tile = _quantize_from_amax(tiles, tiles.abs().amax(dim=(3, 4), keepdim=True), FP8_E4M3_MAX)
     v8_tile, vs_tile = fp8(v_tile).view(b, h, n_tiles * KV_TILE, d), vs_tile.view(b, h, n_tiles)
+    # The same tiles with each scale rounded up to a power of two: ratios between tiles are then
+    # exact powers of two, which P's FP8 rounding can take without error (448 * 2^-k is an e4m3 value).
+    amax_tile = tiles.abs().amax(dim=(3, 4), keepdim=True)
+    vs_pow2, inv_pow2 = _pow2_scale_from_amax(amax_tile, FP8_E4M3_MAX)
+    v8_pow2, vs_pow2 = fp8(tiles * inv_pow2).view(b, h, n_tiles * KV_TILE, d), vs_pow2.view(b, h, n_tiles)
     v_channel, vs_channel = _quantize_from_amax(vf, vf.abs().amax(dim=2, keepdim=True), FP8_E4M3_MAX)
     v8_channel = fp8(v_channel)
     m = torch.full((b, h, length), -math.inf)
     l32, l8 = torch.zeros(b, h, length), torch.zeros(b, h, length)
     acc_tile, acc_channel = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
+    acc_exact = torch.zeros(b, h, length, d)
     for t in range(n_tiles):
         keys = slice(t * KV_TILE, min((t + 1) * KV_TILE, length))
         s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
@@ -83,14 +93,17 @@ def variants(q, k, v):
         p8 = fp8(p * FP8_E4M3_MAX)
         l32 = l32 * alpha + p.sum(-1)
         l8 = l8 * alpha + p8.sum(-1)
-        acc_tile = acc_tile * alpha.unsqueeze(-1) + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
+        acc_exact = acc_exact * alpha.unsqueeze(-1) + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
+        acc_tile = acc_tile * alpha.unsqueeze(-1) + (p8 @ v8_pow2[:, :, keys]) * vs_pow2[:, :, t, None, None]
         acc_channel = acc_channel * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
         m = m_new
     # 192-key steps.
     step = 192
     v8_tile_pad = F.pad(v8_tile, (0, 0, 0, KV_TILE))  # a step may reach one tile past the last
-    m = torch.full((b, h, length), -math.inf)
-    l32, l8 = torch.zeros(b, h, length), torch.zeros(b, h, length)
+    v8_pow2_pad, vs_pow2_pad = F.pad(v8_pow2, (0, 0, 0, KV_TILE)), F.pad(vs_pow2, (0, 1))
+    acc_pow2 = torch.zeros(b, h, length, d)
+    m = torch.full((b, h, length), -math.inf)  # a fresh walk
+    l32_192, l8_192 = torch.zeros(b, h, length), torch.zeros(b, h, length)
     acc_fold, acc_channel192 = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
     vs_pad = F.pad(vs_tile, (0, 1))
     for t in range(-(-length // step)):
@@ -102,18 +115,24 @@ def variants(q, k, v):
         p = torch.exp2(s - m_new.unsqueeze(-1))
         first = keys.start // KV_TILE
         v_ref = vs_pad[..., first:first + 2].amax(-1, keepdim=True)  # (B, H, 1)
-        ratio = vs_tile[..., cols // KV_TILE] / v_ref  # (B, H, n) <= 1
-        l32 = l32 * alpha + p.sum(-1)
+        ratio = torch.where(v_ref > 0, vs_tile[..., cols // KV_TILE] / torch.where(v_ref > 0, v_ref, 1.0), 1.0)  # <= 1
+        l32_192 = l32_192 * alpha + p.sum(-1)
         acc_fold = acc_fold * alpha.unsqueeze(-1) + (fp8(p * ratio.unsqueeze(-2) * FP8_E4M3_MAX)
                                                      @ v8_tile_pad[:, :, keys]) * v_ref.unsqueeze(-1)
+        v_ref2 = vs_pow2_pad[..., first:first + 2].amax(-1, keepdim=True)
+        ratio2 = torch.where(v_ref2 > 0, vs_pow2[..., cols // KV_TILE] / torch.where(v_ref2 > 0, v_ref2, 1.0), 1.0)
+        acc_pow2 = acc_pow2 * alpha.unsqueeze(-1) + (fp8(p * ratio2.unsqueeze(-2) * FP8_E4M3_MAX)
+                                                     @ v8_pow2_pad[:, :, keys]) * v_ref2.unsqueeze(-1)
         p8 = fp8(p * FP8_E4M3_MAX)
-        l8 = l8 * alpha + p8.sum(-1)
+        l8_192 = l8_192 * alpha + p8.sum(-1)
         acc_channel192 = acc_channel192 * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
         m = m_new
     return {
-        "tile_fold192": acc_fold / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
-        "channel192": acc_channel192 * vs_channel / l8.unsqueeze(-1),
+        "tile_fold192": acc_fold / (FP8_E4M3_MAX * l32_192.unsqueeze(-1)),
+        "pow2_fold192": acc_pow2 / (FP8_E4M3_MAX * l32_192.unsqueeze(-1)),
+        "channel192": acc_channel192 * vs_channel / l8_192.unsqueeze(-1),
         "tile": acc_tile / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
+        "tile_exact": acc_exact / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
         "tile_l8": acc_tile / l8.unsqueeze(-1),
         "channel_l32": acc_channel * vs_channel / (FP8_E4M3_MAX * l32.unsqueeze(-1)),
         "channel": acc_channel * vs_channel / l8.unsqueeze(-1),

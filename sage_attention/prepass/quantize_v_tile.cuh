@@ -1,4 +1,4 @@
-// V of one kv head's 128-key tile -> FP8 e4m3 with one scale for the tile, transposed (position
+// V of one kv head's 128-key tile -> FP8 e4m3 with one power-of-two scale for the tile, transposed (position
 // p of each group of 32 holds key v_key_at(p)) and stored in the tensor cores' order
 // (tile_layout.h). Shared by the quantizer (quantize_qkv.cu) and the short-sequence pre-pass
 // (short_sequence_prepass.cu). Arithmetic as torch-ext/sage_attention/emulation_quantize.py.
@@ -71,7 +71,8 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
     }
   }
   amax = block_max<kThreads>(amax, scratch);
-  const float inv = inverse_scale(amax, kFp8E4M3Max);
+  const Pow2Scale scale = pow2_scale(amax, kFp8E4M3Max);  // a power of two (type_utils.cuh says why)
+  const float inv = scale.inv;
 #pragma unroll
   for (int i = 0; i < kQuadsPerThread; ++i) {
     const int quad = thread_row + i * kThreadRows;
@@ -94,7 +95,7 @@ __device__ void quantize_v_tile(const PrepassParams& p, int64_t block, unsigned 
     const uint4 chunk = *reinterpret_cast<const uint4*>(stage + v_stage_offset(c, col * 16));
     *reinterpret_cast<uint4*>(dst + tile_offset(c, col * 16, kKvTile)) = chunk;
   }
-  if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = __fdiv_rn(amax, kFp8E4M3Max);
+  if (threadIdx.x == 0 && vt < p.n_kv_tiles) p.v_scale[bh * p.n_kv_tiles + vt] = scale.scale;
 }
 
 }  // namespace sage

@@ -105,6 +105,18 @@ def _quantize_from_amax(x: torch.Tensor, amax: torch.Tensor, qmax: float):
     return x * inv, scale
 
 
+def _pow2_scale_from_amax(amax: torch.Tensor, qmax: float):
+    """V's scales (type_utils.cuh pow2_scale, same bits): amax / qmax rounded up to a power of two,
+    at least 2^-126, and its exact inverse; 0 and 0 where amax is 0, inf and 0 where it is inf."""
+    raw = amax / qmax
+    bits = raw.clamp(min=2.0**-126).view(torch.int32)
+    bits = torch.where((bits & 0x7FFFFF) != 0, (bits & 0x7F800000) + 0x800000, bits)
+    ok = (raw > 0) & ~torch.isinf(raw)
+    scale = torch.where(ok, bits.view(torch.float32), torch.where(torch.isinf(raw), raw, torch.zeros_like(raw)))
+    inv = torch.where(ok, ((254 - (bits >> 23)) << 23).view(torch.float32), torch.zeros_like(raw))
+    return scale, inv
+
+
 def _int8_from_amax(x: torch.Tensor, amax: torch.Tensor):
     """Round half-to-even into [-127, 127]."""
     y, scale = _quantize_from_amax(x, amax, INT8_MAX)
@@ -174,15 +186,16 @@ def v_storage_index(padded_len: int) -> torch.Tensor:
 
 
 def quantize_v_emulated(v: torch.Tensor):
-    """FP8 e4m3 V with one scale per KV_TILE keys, stored transposed (keys in V_KEY_ORDER per 32).
-    Returns v_fp8 (B, Hkv, n_tiles, D, KV_TILE) in tile order, v_scale (B, Hkv, n_tiles)."""
+    """FP8 e4m3 V with one power-of-two scale per KV_TILE keys, stored transposed (keys in
+    V_KEY_ORDER per 32). Returns v_fp8 (B, Hkv, n_tiles, D, KV_TILE) in tile order, v_scale
+    (B, Hkv, n_tiles)."""
     b, lk, hkv, d = v.shape
     dp = padded_head_dim(d)
     n_tiles = -(-lk // KV_TILE)
     vf = _pad_tokens(v.float(), n_tiles * KV_TILE).view(b, n_tiles, KV_TILE, hkv, d)
     amax = vf.abs().amax(dim=(2, 4), keepdim=True)
-    y, scale = _quantize_from_amax(vf, amax, FP8_E4M3_MAX)
-    v8 = y.to(torch.float8_e4m3fn)
+    scale, inv = _pow2_scale_from_amax(amax, FP8_E4M3_MAX)
+    v8 = (vf * inv).to(torch.float8_e4m3fn)
     v8 = _pad_channels(v8.view(torch.uint8).view(b, n_tiles * KV_TILE, hkv, d), dp)
     v8 = v8.permute(0, 2, 3, 1)[..., v_storage_index(v8.shape[1])]  # (B, Hkv, D, Lk_pad), keys permuted per 32
     v8 = v8.reshape(b, hkv, dp, n_tiles, KV_TILE).transpose(2, 3)  # (B, Hkv, n_tiles, D, KV_TILE)

@@ -9,7 +9,8 @@ emulation and every CUDA kernel must use the same ones, and they mirror
 - K: the per-(batch, head, channel) mean over the whole sequence is subtracted
   first ("K smoothing"; softmax is invariant to it), then INT8 with one scale
   per block of K_SCALE_BLOCK keys.
-- V: FP8 e4m3, one scale per tile of KV_TILE keys (all channels of a head);
+- V: FP8 e4m3, one scale per tile of KV_TILE keys (all channels of a head), rounded up to a
+  power of two (ratios between tiles' scales are then exact powers of two);
   the kernels hold V transposed, (batch, heads_kv, head_dim_padded, seqlen_padded),
   with the keys of every group of 32 stored in the order V_KEY_ORDER (below).
 - P: the unnormalised probabilities exp2(s - running_max) ∈ [0, 1] are scaled
