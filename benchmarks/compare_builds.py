@@ -18,6 +18,7 @@ Writes compare_builds.json (every round's medians) into --out.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -32,15 +33,27 @@ DEFAULT_WORKLOADS = ["flux_L128", "flux_L512", "hfb_L512", "causal_b2h32_s1024",
 
 
 def load_builds(specs):
+    """NAME=DIR[@PIN] -> {NAME: (module, PIN or None)}. One DIR may appear under several pins."""
     import kernels
 
-    builds = {}
+    builds, loaded = {}, {}
     for spec in specs:
         name, _, path = spec.partition("=")
+        path, _, pin = path.partition("@")
         if not path:
-            sys.exit(f"compare_builds: expected NAME=DIR, got {spec!r}")
-        builds[name] = kernels.get_local_kernel(Path(path) / "build")
+            sys.exit(f"compare_builds: expected NAME=DIR[@PIN], got {spec!r}")
+        if path not in loaded:
+            loaded[path] = kernels.get_local_kernel(Path(path) / "build")
+        builds[name] = (loaded[path], pin or None)
     return builds
+
+
+def pin_kernel(pin):
+    """SAGE_ATTENTION_FORCE_KERNEL for the calls that follow (dispatch_by_arch.cu reads it per call)."""
+    if pin:
+        os.environ["SAGE_ATTENTION_FORCE_KERNEL"] = pin
+    else:
+        os.environ.pop("SAGE_ATTENTION_FORCE_KERNEL", None)
 
 
 def compare(builds, w, rounds):
@@ -55,7 +68,8 @@ def compare(builds, w, rounds):
     result = {"accuracy": {}, "fwd_ms": {n: [] for n in names}, "kernel_ms": {n: [] for n in names}}
     first = None
     quantized = {}
-    for n, m in builds.items():
+    for n, (m, pin) in builds.items():
+        pin_kernel(pin)
         out, lse = m.fwd(q, k, v, is_causal=causal)
         acc = accuracy(out, ref)
         if first is None:
@@ -67,12 +81,14 @@ def compare(builds, w, rounds):
     del ref
     target_ms = 40.0 if l < 20000 else 150.0
     for _ in range(rounds):
-        for n, m in builds.items():
+        for n, (m, pin) in builds.items():
+            pin_kernel(pin)
             fwd = lambda q, k, v, m=m: m.fwd(q, k, v, is_causal=causal)  # noqa: E731
             kernel = lambda z, m=m: m.attention_quantized(z, kv_len=l, head_dim=d, is_causal=causal,  # noqa: E731
                                                           out_dtype=torch.bfloat16)
             result["fwd_ms"][n].append(time_ms(fwd, input_sets, warmup=3, target_ms=target_ms)[0])
             result["kernel_ms"][n].append(time_ms(kernel, quantized[n], warmup=3, target_ms=target_ms)[0])
+    pin_kernel(None)
     return result
 
 
@@ -89,7 +105,8 @@ def summary_line(name, result):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("builds", nargs="+", help="NAME=DIR: DIR/build is loaded (the first is the reference)")
+    ap.add_argument("builds", nargs="+", help="NAME=DIR[@PIN]: DIR/build is loaded (the first is the reference); "
+                    "@PIN runs it with SAGE_ATTENTION_FORCE_KERNEL=PIN (e.g. new=.@sm90_ws192)")
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
     ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal][,kv=HKV] (kv=: GQA)")
     ap.add_argument("--rounds", type=int, default=5)

@@ -6,7 +6,9 @@
 //
 // SAGE_ATTENTION_FORCE_KERNEL=simt makes every GPU run the portable kernel (read per
 // call, so tests can check the sm_80/sm_89 path on a Hopper machine); =sm90_wide or
-// =sm90_narrow pins the Hopper kernel's tiling (tests check both).
+// =sm90_narrow pins the Hopper kernel's tiling (tests check both); =sm90_ws192 runs the
+// warp-specialized 192-key kernel where it applies (head_dim <= 128, non-causal) and the narrow
+// tiling elsewhere.
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -60,14 +62,20 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
       launch_attention_simt(p, out_bf16, stream);
       break;
     case AttentionKernel::kSm90:
-      launch_attention_sm90(p, out_bf16, sm90_tiling_for(), stream);
+      if (forced("sm90_ws192") && launch_attention_sm90_ws192 != nullptr && attention_sm90_ws192_takes(p)) {
+        launch_attention_sm90_ws192(p, out_bf16, stream);
+      } else {
+        launch_attention_sm90(p, out_bf16, sm90_tiling_for(), stream);
+      }
       break;
   }
 }
 
-// Only the narrow tiling quantizes Q itself (the wide one reads the pre-pass's INT8 Q).
+// Only the narrow tiling quantizes Q itself (the wide and the warp-specialized kernels read the
+// pre-pass's INT8 Q).
 bool attention_quantizes_q(int device) {
-  return choose(device) == AttentionKernel::kSm90 && sm90_tiling_for() == Sm90Tiling::kNarrow;
+  return choose(device) == AttentionKernel::kSm90 && sm90_tiling_for() == Sm90Tiling::kNarrow &&
+         !forced("sm90_ws192");
 }
 
 const char* attention_kernel_name(int device) {
@@ -75,7 +83,10 @@ const char* attention_kernel_name(int device) {
     case AttentionKernel::kSimt:
       return "simt";
     case AttentionKernel::kSm90:  // a pinned tiling is named, so tests can see the pin took effect
-      return forced("sm90_wide") ? "sm90_wide" : forced("sm90_narrow") ? "sm90_narrow" : "sm90";
+      return forced("sm90_wide")     ? "sm90_wide"
+             : forced("sm90_narrow") ? "sm90_narrow"
+             : forced("sm90_ws192")  ? "sm90_ws192"
+                                     : "sm90";
   }
   return "unknown";
 }

@@ -10,7 +10,7 @@ bash scripts/run_sample.sh 2>&1 | tee "$OUT/sample.log"
 bash scripts/run_sample.sh --causal --seqlen 1000 2>&1 | tail -3 | tee -a "$OUT/sample.log"
 export PYTHONPATH="/tmp/sage_site${PYTHONPATH:+:$PYTHONPATH}"
 : > "$OUT/memcheck.log"
-for tiling in sm90_wide sm90_narrow; do  # on non-Hopper GPUs both run the portable kernel
+for tiling in sm90_wide sm90_narrow sm90_ws192; do  # on non-Hopper GPUs all run the portable kernel
 SAGE_ATTENTION_FORCE_KERNEL=$tiling compute-sanitizer --tool memcheck --error-exitcode 9 python3 -c "
 import torch, kernels, pathlib
 k = kernels.get_local_kernel(pathlib.Path('build'))

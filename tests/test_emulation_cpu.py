@@ -103,3 +103,28 @@ def test_quantized_tensors_follow_the_recipe(sage):
 
 def test_attention_kernel_name_on_cpu(sage):
     assert sage.attention_kernel_name("cpu") == "cpu-emulation"
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[5] > 64] + [(1, 70, 1000, 2, 1, 128, False)], ids=shape_id)
+def test_192_key_steps_match_fp32_attention_like_128_key_tiles(sage, shape):
+    """The warp-specialized Hopper kernel's walk (192-key steps, the power-of-two V scale ratios
+    folded into P: emulation_attention.STEP_192) against fp32 attention, beside the 128-key walk on
+    the same quantized tensors: as accurate, and lse the same up to fp32 rounding."""
+    import importlib
+
+    emu = importlib.import_module(sage.__name__ + ".emulation_attention")
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, dtype=torch.bfloat16, seed=21)
+    v[:, 128:256] = 0  # a V tile of scale 0 beside nonzero ones (it keeps ratio 1)
+    qkv = sage.quantize_qkv(q, k, v)
+    out128, lse128 = emu.attention_emulated(qkv, lq, lk, d, causal, q.dtype)
+    out192, lse192 = emu.attention_emulated(qkv, lq, lk, d, causal, q.dtype, kv_step=emu.STEP_192)
+    assert not out192.isnan().any() and not lse192.isnan().any()
+    finite = lse128.isfinite()
+    assert torch.equal(lse192.isfinite(), finite)
+    torch.testing.assert_close(lse192[finite], lse128[finite], rtol=0, atol=1e-4)
+    ref, _, rows = reference(q, k, v, causal)
+    cos128, rel128, _ = accuracy(out128[:, rows], ref[:, rows])
+    cos192, rel192, _ = accuracy(out192[:, rows], ref[:, rows])
+    assert cos192 >= COS_MIN and rel192 <= REL_L1_MAX, (cos192, rel192)
+    assert rel192 <= rel128 * 1.03 + 1e-4, (rel192, rel128)

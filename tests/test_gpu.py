@@ -1,6 +1,8 @@
 """GPU paths against the CPU emulation (the oracle) and fp32 attention.
 Marked `gpu`: they run on the GPU machine and are skipped elsewhere."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -40,7 +42,7 @@ def _is_hopper():
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 
 
-@pytest.fixture(params=["dispatched", "simt", "sm90_wide", "sm90_narrow"])
+@pytest.fixture(params=["dispatched", "simt", "sm90_wide", "sm90_narrow", "sm90_ws192"])
 def attention_kernel(request, monkeypatch):
     """Run a test with the kernel the dispatch picks, again with the portable SIMT kernel
     forced (the sm_80/sm_89 path, which a Hopper machine would otherwise never run), and on
@@ -61,7 +63,12 @@ def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype, attention_kernel
     torch.cuda.synchronize()
     out, lse = out.cpu(), lse.cpu()
     assert not out.isnan().any() and not lse.isnan().any()
-    emu_out, emu_lse = sage.fwd(q, k, v, is_causal=causal)
+    if attention_kernel == "sm90_ws192" and 64 < d <= 128 and not causal:  # where that kernel runs
+        emu = importlib.import_module(sage.__name__ + ".emulation_attention")
+        emu_out, emu_lse = emu.attention_emulated(sage.quantize_qkv(q, k, v), lq, lk, d, causal, dtype,
+                                                  kv_step=emu.STEP_192)
+    else:
+        emu_out, emu_lse = sage.fwd(q, k, v, is_causal=causal)
     _, rel_emu, max_emu = accuracy(out, emu_out)
     assert rel_emu <= EMU_REL_L1_MAX and max_emu <= EMU_MAX_ABS_FRAC * emu_out.float().abs().max(), (rel_emu, max_emu)
     finite = emu_lse.isfinite()

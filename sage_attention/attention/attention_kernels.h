@@ -27,4 +27,11 @@ enum class Sm90Tiling { kWide, kNarrow };
 __attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool out_bf16, Sm90Tiling tiling,
                                                  cudaStream_t stream);
 
+// Hopper kernel, warp-specialized with 192-key softmax steps (hopper/attention_sm90_ws.cu): a
+// producer warpgroup and two consumer warpgroups of 64 rows. Pinned with
+// SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 while it is measured against the narrow tiling; it takes
+// head_dim <= 128 padded to 128, non-causal, the pre-pass's INT8 Q (attention_sm90_ws192_takes).
+__attribute__((weak)) bool attention_sm90_ws192_takes(const AttentionParams& p);
+__attribute__((weak)) void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
+
 }  // namespace sage

@@ -38,6 +38,7 @@
 #include "async_copy.cuh"
 #include "cta_order.cuh"
 #include "online_softmax.cuh"
+#include "output_store.cuh"
 #include "wgmma.cuh"
 
 namespace sage {
@@ -131,24 +132,6 @@ __device__ __forceinline__ void pv_wgmma<128>(float (&o)[64], const uint32_t (&a
 template <>
 __device__ __forceinline__ void pv_wgmma<64>(float (&o)[32], const uint32_t (&a)[4], uint64_t desc, bool acc) {
   wgmma_m64n64k32_e4m3_rs(o, a, desc, acc);
-}
-
-// Two adjacent channels as one 32-bit store; dst must be 4-byte aligned.
-template <typename T>
-__device__ __forceinline__ void store_aligned_pair(T* dst, float x, float y) {
-  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
-  *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(pair);
-}
-
-// One or two channels at any alignment (both: x and y, else x alone).
-template <typename T>
-__device__ __forceinline__ void store_pair(T* dst, float x, float y, bool both) {
-  if (both && (reinterpret_cast<uintptr_t>(dst) & 3) == 0) {
-    store_aligned_pair(dst, x, y);
-  } else {
-    dst[0] = from_float<T>(x);
-    if (both) dst[1] = from_float<T>(y);
-  }
 }
 
 // kQuantizeQ: the CTA quantizes its own Q rows from the input (p.q_input) instead of copying
@@ -530,10 +513,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   // Epilogue: add up each row's partial sums over its quad, normalise (one division per row,
   // then a multiply per element), write O (only real rows and channels) and lse.
   const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};  // every lane: full-warp shuffles
-  // Whole rows (head_dim == D) at 4-byte-aligned addresses (base and strides: the same for
-  // every thread of the launch) take one 32-bit store per channel pair with no test per pair;
-  // padded head dims and odd layouts take store_pair's checks. (Before v27 every pair was
-  // tested: ~860 instructions per warp, a tenth of a CTA's instructions at 9 tiles.)
+  // Whole aligned rows take the test-free stores (output_store.cuh).
   const bool whole_aligned_rows =
       p.head_dim == D && ((reinterpret_cast<uintptr_t>(p.out) |
                            uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
@@ -546,20 +526,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
     const bool has_keys = l > 0.f;
     const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
     OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
-    if (whole_aligned_rows) {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        store_aligned_pair(out + 8 * j + 2 * t4, acc[4 * j + 2 * half] * norm, acc[4 * j + 2 * half + 1] * norm);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        const int c = 8 * j + 2 * t4;
-        if (c < p.head_dim) {
-          store_pair(out + c, acc[4 * j + 2 * half] * norm, acc[4 * j + 2 * half + 1] * norm, c + 1 < p.head_dim);
-        }
-      }
-    }
+    store_o_row<D>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
     if (t4 == 0) {
       const float shift = kQuantizeQ ? lse_shift_s[half ? r_b : r_a] : p.lse_shift[bh * p.q_len + row];
       p.lse[bh * p.q_len + row] = has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + shift : -INFINITY;

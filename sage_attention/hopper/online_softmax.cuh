@@ -192,5 +192,113 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   }
 }
 
+// ---- 192-key steps (the warp-specialized kernel, attention_sm90_ws.cu) ----
+// The fragment of m64n192: 24 key chunks of 8, s[4i .. 4i+3] as above. Chunk i has K scale block
+// i / 8 (f[row][i / 8]); chunks below kSplitChunk hold keys of the step's first V tile (group 0),
+// the others of its second (group 1).
+
+// The max of this thread's 16 integer scores of row kRow among the keys of K scale block kBlock.
+template <int kRow, int kBlock>
+__device__ __forceinline__ int max_of_row_block(const int (&s)[96]) {
+  int v[16];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    v[2 * j] = s[4 * (8 * kBlock + j) + 2 * kRow];
+    v[2 * j + 1] = s[4 * (8 * kBlock + j) + 2 * kRow + 1];
+  }
+  const int a = __vimax3_s32(__vimax3_s32(v[0], v[1], v[2]), __vimax3_s32(v[3], v[4], v[5]),
+                             __vimax3_s32(v[6], v[7], v[8]));
+  const int b = __vimax3_s32(__vimax3_s32(v[9], v[10], v[11]), __vimax3_s32(v[12], v[13], v[14]), v[15]);
+  return max(a, b);
+}
+
+// The V scales of a step's two tiles, relative to the larger (v_ref): each a power of two <= 1
+// (the pre-pass's pow2_scale), folded into P before its FP8 rounding without error:
+// p' = 448 * ratio * exp2(s - m). The row sums take the unscaled p (p' / ratio).
+struct StepVFold {
+  float log2_ratio[2];
+  float inv_ratio[2];
+};
+
+template <int kSplitChunk, bool kMasked>
+__device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const float (&f)[2][3], const StepVFold& fold,
+                                                const TileMask& mask, int t4, RowState& row_a, RowState& row_b,
+                                                float& alpha_a, float& alpha_b, uint32_t (&p_frag)[6][4]) {
+  static_assert(kSplitChunk == 8 || kSplitChunk == 16, "a step's V tile boundary falls on a K scale block");
+  float x[96];
+#pragma unroll
+  for (int i = 0; i < 96; ++i) x[i] = exact_int_to_float(s_int[i]);
+  float max_a, max_b;
+  if constexpr (kMasked) {
+#pragma unroll
+    for (int i = 0; i < 24; ++i) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = 8 * i + 2 * t4 + e;
+        x[4 * i + e] = key > mask.last_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
+        x[4 * i + 2 + e] = key > mask.last_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
+      }
+    }
+    max_a = max_b = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 24; ++i) {
+      max_a = fmaxf(max_a, fmaxf(x[4 * i], x[4 * i + 1]));
+      max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
+    }
+  } else {
+    max_a = fmaxf(fmaxf(exact_int_to_float(max_of_row_block<0, 0>(s_int)) * f[0][0],
+                        exact_int_to_float(max_of_row_block<0, 1>(s_int)) * f[0][1]),
+                  exact_int_to_float(max_of_row_block<0, 2>(s_int)) * f[0][2]);
+    max_b = fmaxf(fmaxf(exact_int_to_float(max_of_row_block<1, 0>(s_int)) * f[1][0],
+                        exact_int_to_float(max_of_row_block<1, 1>(s_int)) * f[1][1]),
+                  exact_int_to_float(max_of_row_block<1, 2>(s_int)) * f[1][2]);
+  }
+  max_a = quad_max(max_a);
+  max_b = quad_max(max_b);
+  const float m_new_a = fmaxf(row_a.m, max_a), m_new_b = fmaxf(row_b.m, max_b);
+  const float base_a = m_new_a > -INFINITY ? m_new_a : 0.f;
+  const float base_b = m_new_b > -INFINITY ? m_new_b : 0.f;
+  alpha_a = m_new_a > -INFINITY ? fast_exp2(row_a.m - base_a) : 1.f;
+  alpha_b = m_new_b > -INFINITY ? fast_exp2(row_b.m - base_b) : 1.f;
+  // p' = 448 * ratio_g * exp2(s - base): one bias per row and V group.
+  const float bias_a[2] = {base_a - kLog2PScale - fold.log2_ratio[0], base_a - kLog2PScale - fold.log2_ratio[1]};
+  const float bias_b[2] = {base_b - kLog2PScale - fold.log2_ratio[0], base_b - kLog2PScale - fold.log2_ratio[1]};
+  float sum_a[2][2], sum_b[2][2];  // [group][chain]
+#pragma unroll
+  for (int i = 0; i < 24; ++i) {
+    constexpr int kFirst1 = kSplitChunk;
+    const int g = i < kSplitChunk ? 0 : 1;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      if constexpr (kMasked) {
+        x[4 * i + e] = fast_exp2(x[4 * i + e] - bias_a[g]);
+        x[4 * i + 2 + e] = fast_exp2(x[4 * i + 2 + e] - bias_b[g]);
+      } else {
+        x[4 * i + e] = fast_exp2(fmaf(x[4 * i + e], f[0][i / 8], -bias_a[g]));
+        x[4 * i + 2 + e] = fast_exp2(fmaf(x[4 * i + 2 + e], f[1][i / 8], -bias_b[g]));
+      }
+    }
+    const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
+    const int local = g == 0 ? i : i - kFirst1;  // chunk index within its group
+    const bool first = local < 2;
+    sum_a[g][local % 2] = first ? pair_a : sum_a[g][local % 2] + pair_a;
+    sum_b[g][local % 2] = first ? pair_b : sum_b[g][local % 2] + pair_b;
+  }
+  row_a.l = row_a.l * alpha_a + ((sum_a[0][0] + sum_a[0][1]) * fold.inv_ratio[0] +
+                                 (sum_a[1][0] + sum_a[1][1]) * fold.inv_ratio[1]);
+  row_b.l = row_b.l * alpha_b + ((sum_b[0][0] + sum_b[0][1]) * fold.inv_ratio[0] +
+                                 (sum_b[1][0] + sum_b[1][1]) * fold.inv_ratio[1]);
+  row_a.m = m_new_a;
+  row_b.m = m_new_b;
+#pragma unroll
+  for (int c = 0; c < 6; ++c) {
+    const float* y = x + 16 * c;
+    p_frag[c][0] = pack_e4m3x4(y[0], y[1], y[4], y[5]);
+    p_frag[c][1] = pack_e4m3x4(y[2], y[3], y[6], y[7]);
+    p_frag[c][2] = pack_e4m3x4(y[8], y[9], y[12], y[13]);
+    p_frag[c][3] = pack_e4m3x4(y[10], y[11], y[14], y[15]);
+  }
+}
+
 }  // namespace sm90
 }  // namespace sage

@@ -28,11 +28,25 @@ import torch
 from .emulation_quantize import QuantizedQKV, rows_from_tile_order, v_from_storage
 from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE, Q_PAD
 
+STEP_192 = 192  # keys per step of the warp-specialized Hopper kernel: 1.5 V tiles, 3 K scale blocks
+
 
 def attention_emulated(
-    qkv: QuantizedQKV, q_len: int, kv_len: int, head_dim: int, is_causal: bool, out_dtype: torch.dtype
+    qkv: QuantizedQKV,
+    q_len: int,
+    kv_len: int,
+    head_dim: int,
+    is_causal: bool,
+    out_dtype: torch.dtype,
+    kv_step: int = KV_TILE,
 ):
-    """Returns out (B, Lq, H, head_dim) in out_dtype and lse (B, H, Lq) fp32."""
+    """Returns out (B, Lq, H, head_dim) in out_dtype and lse (B, H, Lq) fp32.
+
+    kv_step: keys per online-softmax step, KV_TILE for every kernel but the warp-specialized
+    Hopper one (hopper/attention_sm90_ws.cu), which takes STEP_192 (see _attention_emulated_192)."""
+    if kv_step == STEP_192:
+        return _attention_emulated_192(qkv, q_len, kv_len, head_dim, is_causal, out_dtype)
+    assert kv_step == KV_TILE, kv_step
     q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
     b, h, _, dp = q8.shape
     hkv = qkv.k_int8.shape[1]
@@ -71,6 +85,69 @@ def attention_emulated(
         p8 = (p * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
         o_tile = p8 @ v8[..., t * KV_TILE : (t + 1) * KV_TILE].transpose(-1, -2)
         acc = acc * alpha.unsqueeze(-1) + o_tile * v_scale[..., t].view(b, h, 1, 1)
+        m = m_new
+    has_keys = l > 0
+    denom = torch.where(has_keys, l * P_FP8_SCALE, torch.ones_like(l))
+    out = torch.where(has_keys.unsqueeze(-1), acc / denom.unsqueeze(-1), torch.zeros_like(acc))
+    lse = torch.where(
+        has_keys,
+        (m + torch.log2(torch.where(has_keys, l, torch.ones_like(l)))) * LN2 + qkv.lse_shift,
+        torch.full_like(l, -math.inf),
+    )
+    out = out[..., :head_dim].permute(0, 2, 1, 3).to(out_dtype).contiguous()
+    return out, lse
+
+
+def _attention_emulated_192(qkv, q_len, kv_len, head_dim, is_causal, out_dtype):
+    """The walk in 192-key steps. A step holds keys of two V tiles (even steps: all of tile 3u and
+    half of 3u+1; odd steps: the other half of 3u+1 and all of 3u+2), whose scales are powers of
+    two: each tile's ratio to the larger (v_ref) is folded into P before its FP8 rounding, exactly,
+    and the step's P·V is taken in units of v_ref (one accumulator). A tile of scale 0, or past the
+    last, keeps ratio 1. The row sums add the unscaled p."""
+    q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
+    b, h, _, dp = q8.shape
+    group = h // qkv.k_int8.shape[1]
+
+    def per_q_head(t):
+        return t.repeat_interleave(group, dim=1) if group > 1 else t
+
+    k8 = per_q_head(rows_from_tile_order(qkv.k_int8, KV_TILE).float())  # (B, H, Lk_pad, D)
+    v8 = per_q_head(v_from_storage(qkv.v_fp8))  # (B, H, D, Lk_pad)
+    k_scale, v_scale = per_q_head(qkv.k_scale), per_q_head(qkv.v_scale)
+    lk_pad, n_tiles = k8.shape[2], v_scale.shape[-1]
+    zero = torch.zeros(())
+
+    rows = torch.arange(q_len).view(q_len, 1)
+    m = torch.full((b, h, q_len), -math.inf)
+    l = torch.zeros(b, h, q_len)
+    acc = torch.zeros(b, h, q_len, dp)
+    for t in range(-(-kv_len // STEP_192)):
+        lo, hi = t * STEP_192, min((t + 1) * STEP_192, lk_pad)
+        cols = torch.arange(lo, hi)
+        allowed = cols.view(1, -1) < kv_len
+        if is_causal:
+            allowed = allowed & (cols.view(1, -1) <= rows + (kv_len - q_len))
+        if not bool(allowed.any()):
+            break
+        acc_int = q8 @ k8[:, :, lo:hi].transpose(-1, -2)
+        ks = k_scale[..., (cols // K_SCALE_BLOCK).clamp(max=k_scale.shape[-1] - 1)]
+        s = acc_int * (qs.unsqueeze(-1) * ks.unsqueeze(-2))
+        s = torch.where(allowed, s, torch.tensor(-math.inf))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        seen = m_new > -math.inf
+        m_safe = torch.where(seen, m_new, torch.zeros_like(m_new))
+        alpha = torch.where(seen, torch.exp2(m - m_safe), torch.ones_like(m))
+        first = lo // KV_TILE
+        tiles = torch.arange(first, first + 2)
+        vs = torch.where(tiles < n_tiles, v_scale[..., tiles.clamp(max=n_tiles - 1)], zero)  # (B, H, 2)
+        v_ref = vs.amax(dim=-1, keepdim=True)  # (B, H, 1)
+        ratio = torch.where((vs > 0) & (v_ref > 0), vs / torch.where(v_ref > 0, v_ref, 1.0), torch.ones(()))
+        col_ratio = ratio[..., cols // KV_TILE - first]  # (B, H, n): powers of two <= 1
+        p = torch.exp2(s - m_safe.unsqueeze(-1))
+        l = l * alpha + p.sum(dim=-1)
+        p8 = (p * col_ratio.unsqueeze(-2) * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
+        o_step = p8 @ v8[..., lo:hi].transpose(-1, -2)
+        acc = acc * alpha.unsqueeze(-1) + o_step * v_ref.unsqueeze(-1)
         m = m_new
     has_keys = l > 0
     denom = torch.where(has_keys, l * P_FP8_SCALE, torch.ones_like(l))

@@ -1,0 +1,266 @@
+// Hopper (sm_90a) SageAttention kernel, warp-specialized, 192-key softmax steps. Pinned with
+// SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 (dispatch_by_arch.cu) while it is measured against the
+// narrow kernel (attention_sm90.cu); head_dim 128 (padded dims up to 128 too), non-causal.
+//
+// Why (NOTES.md, sessions 16-17): FlashAttention-3's FP8 kernel gains its 6-10% over ours from
+// 4k tokens through 192-224-key tiles, which only a warpgroup of 240 registers can hold (the
+// scores of 192 keys are 96 registers per thread). A CTA of 128 query rows of one head:
+//  - warpgroup 0, the producer, gives its registers away (setmaxnreg 24); one thread issues the
+//    bulk copies on mbarriers: Q once, then per step the step's 192 K rows (contiguous in the
+//    pre-pass's layout) and the two 128-key Vᵀ tiles it touches, into kStages stages;
+//  - warpgroups 1 and 2, the consumers (setmaxnreg 240), 64 rows each, serial per step:
+//    S = Q·Kᵀ (4 x m64n192k32, Q and K from shared memory), the online softmax over 192 keys
+//    (online_softmax.cuh softmax_step192), P in FP8 registers, O = O * alpha * v_unit / v_ref,
+//    then O += P·Vᵀ (6 x m64n128k32); each warp releases the stage after its P·V.
+// A step spans 1.5 of the pre-pass's 128-key tiles: even steps all of tile 3u and the first half
+// of 3u+1, odd steps the second half of 3u+1 and all of 3u+2. The two tiles' V scales are powers
+// of two (type_utils.cuh pow2_scale), so each tile's ratio to the larger is folded into P before
+// its FP8 rounding with no error, and O keeps one unit (v_ref) per step. Numerics:
+// emulation_attention.py with kv_step=192.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "../attention/attention_kernels.h"
+#include "../dependent_launch.cuh"
+#include "../quant_config.h"
+#include "../tile_layout.h"
+#include "../type_utils.cuh"
+#include "async_copy.cuh"
+#include "cta_order.cuh"
+#include "online_softmax.cuh"
+#include "output_store.cuh"
+#include "wgmma.cuh"
+
+namespace sage {
+namespace sm90 {
+namespace {
+
+constexpr int kStepKeys = 192;
+constexpr int kD = 128;
+constexpr int kConsumers = 2;
+constexpr int kThreads = 128 * (kConsumers + 1);
+constexpr int kRows = 64 * kConsumers;
+constexpr int kStages = 2;
+static_assert(kRows == kQPad && kKvTile == 128 && kKScaleBlock == 64 && kStepKeys == 3 * kKScaleBlock,
+              "one bulk copy of the CTA's Q rows; steps of 1.5 V tiles and 3 K scale blocks");
+
+struct WsSmem {
+  static constexpr int kQ = kRows * kD;         // 16 KB
+  static constexpr int kK = kStepKeys * kD;     // 24 KB
+  static constexpr int kVTile = kD * kKvTile;   // 16 KB, one pre-pass Vᵀ tile
+  static constexpr int kStage = kK + 2 * kVTile;
+  static constexpr int kBarriers = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
+  static constexpr int kBytes = 1024 + kBarriers + (1 + 2 * kStages) * 8;
+};
+
+__device__ __forceinline__ float power_of_two_log2(float r) { return float(int(__float_as_uint(r) >> 23) - 127); }
+__device__ __forceinline__ float power_of_two_inverse(float r) { return __uint_as_float((254u - (__float_as_uint(r) >> 23)) << 23); }
+
+template <typename OutT>
+__global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __grid_constant__ AttentionParams p, int) {
+  using S = WsSmem;
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  uint8_t* q_s = smem;
+  uint8_t* stage_s = smem + S::kQ;  // stage s: K rows, then Vᵀ tile A, then Vᵀ tile B
+  uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + S::kBarriers);
+  uint64_t* full = q_full + 1;
+  uint64_t* empty = full + kStages;
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  const CtaWork work = cta_work<false>(0);
+  const int h = work.head, b = work.batch;
+  const int hk = h / (p.heads_q / p.heads_kv);
+  const int64_t bh = int64_t(b) * p.heads_q + h, bhk = int64_t(b) * p.heads_kv + hk;
+  const int64_t row0 = int64_t(work.q_block) * kRows;
+  const int n_steps = int(ceil_div(p.kv_len, kStepKeys));
+
+  if (tid == 0) {
+    mbarrier_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&full[s], 1);
+      mbarrier_init(&empty[s], kConsumers * 4);  // every consumer warp releases each stage
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
+
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (tid == 0) {
+      const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * kD;
+      const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * kD;
+      const uint8_t* v_src = p.v_fp8 + bhk * p.n_kv_tiles * S::kVTile;
+      mbarrier_arrive_expect_tx(q_full, S::kQ);
+      bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
+      for (int t = 0; t < n_steps; ++t) {
+        const int stage = t % kStages;
+        if (t >= kStages) mbarrier_wait(&empty[stage], uint32_t(t / kStages - 1) & 1u);
+        const int64_t key0 = int64_t(t) * kStepKeys;
+        // K is padded to whole 128-key tiles: the last step may hold fewer rows (the rest of the
+        // stage keeps earlier int8 rows, finite, and their keys are masked).
+        const uint32_t k_bytes = uint32_t(min(int64_t(kStepKeys), p.kv_len_padded - key0) * kD);
+        const int64_t tile_a = (3 * int64_t(t)) / 2;
+        // A step whose second tile is past the last copies the first again: finite FP8 where P is 0.
+        const int64_t tile_b = tile_a + 1 < p.n_kv_tiles ? tile_a + 1 : tile_a;
+        uint8_t* dst = stage_s + stage * S::kStage;
+        mbarrier_arrive_expect_tx(&full[stage], k_bytes + 2 * S::kVTile);
+        bulk_copy_g2s(dst, k_src + key0 * kD, k_bytes, &full[stage]);
+        bulk_copy_g2s(dst + S::kK, v_src + tile_a * S::kVTile, S::kVTile, &full[stage]);
+        bulk_copy_g2s(dst + S::kK + S::kVTile, v_src + tile_b * S::kVTile, S::kVTile, &full[stage]);
+      }
+      // Leave only when the consumers have read every stage (no copy in flight at exit).
+      for (int t = max(0, n_steps - kStages); t < n_steps; ++t) mbarrier_wait(&empty[t % kStages], uint32_t(t / kStages) & 1u);
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+
+  const int cw = wg - 1, warp = (tid % 128) / 32, lane = tid % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int64_t row_a = row0 + cw * 64 + warp * 16 + g, row_b = row_a + 8;
+  const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
+  const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
+  const float* k_scales = p.k_scale + bhk * p.n_k_scale_blocks;
+  const float* v_scales = p.v_scale + bhk * p.n_kv_tiles;
+  const int64_t last_key = p.kv_len - 1;
+  const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
+
+  const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
+  const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
+
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  float v_unit = 0.f;  // O's unit: the V scale O is counted in
+  RowState state_a, state_b;
+  int s_int[96];
+#pragma unroll
+  for (int i = 0; i < 96; ++i) s_int[i] = 0;
+  uint32_t p_frag[6][4];
+
+  // One step; kOdd: the step starts half-way into its first V tile.
+  auto step = [&](auto odd, int t) {
+    constexpr bool kOdd = decltype(odd)::value;
+    constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the first V tile
+    const int stage = t % kStages;
+    // The step's scales, loaded before the wait (L2 hits, consumed after Q·Kᵀ).
+    const int kb = 3 * t;
+    const float ks0 = k_scales[kb];
+    const float ks1 = kb + 1 < p.n_k_scale_blocks ? k_scales[kb + 1] : 0.f;
+    const float ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
+    const int64_t tile_a = (3 * int64_t(t)) / 2;
+    const float vs_a = v_scales[tile_a];
+    const float vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
+    mbarrier_wait(&full[stage], uint32_t(t / kStages) & 1u);
+    const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 32; ++ks) {
+      wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s_int);
+
+    const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
+    // V folding: ratios to the larger scale, powers of two (a tile of scale 0 keeps ratio 1).
+    const float v_ref = fmaxf(vs_a, vs_b);
+    StepVFold fold;
+    const float r_a = vs_a > 0.f && v_ref > 0.f ? vs_a / v_ref : 1.f;
+    const float r_b = vs_b > 0.f && v_ref > 0.f ? vs_b / v_ref : 1.f;
+    fold.log2_ratio[0] = power_of_two_log2(r_a);
+    fold.log2_ratio[1] = power_of_two_log2(r_b);
+    fold.inv_ratio[0] = power_of_two_inverse(r_a);
+    fold.inv_ratio[1] = power_of_two_inverse(r_b);
+    float alpha_a, alpha_b;
+    if (t >= first_masked_step) {
+      const int64_t key0 = int64_t(t) * kStepKeys;
+      const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
+      softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b,
+                                         p_frag);
+    } else {
+      softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+    }
+    fence_row_state(state_a, state_b);
+    // O moves to this step's unit v_ref (a power-of-two ratio) along with alpha.
+    const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
+    if (v_ref > 0.f) v_unit = v_ref;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
+    fence_regs(acc);
+    wgmma_fence();
+    const uint64_t v_desc = smem_desc_advance(stage_desc0, stage * S::kStage + S::kK);
+#pragma unroll
+    for (int c = 0; c < 6; ++c) {
+      constexpr int kOffset = kOdd ? 64 : 0;  // the step's first key within tile A
+      const int key = kOffset + 32 * c;       // compile-time after unrolling
+      const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
+      wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc);
+    if (lane == 0) mbarrier_arrive(&empty[stage]);
+  };
+
+  mbarrier_wait(q_full, 0);
+  int t = 0;
+  for (; t + 1 < n_steps; t += 2) {
+    step(std::integral_constant<bool, false>{}, t);
+    step(std::integral_constant<bool, true>{}, t + 1);
+  }
+  if (t < n_steps) step(std::integral_constant<bool, false>{}, t);
+
+  // Epilogue (as attention_sm90.cu's): quad sums, one division per row, O and lse.
+  const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};
+  const bool whole_aligned_rows =
+      p.head_dim == kD && ((reinterpret_cast<uintptr_t>(p.out) |
+                            uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = half ? row_b : row_a;
+    const float l = row_sum[half], m = half ? state_b.m : state_a.m;
+    if (row >= p.q_len) continue;
+    const bool has_keys = l > 0.f;
+    const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
+    OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
+    store_o_row<kD>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
+    if (t4 == 0) {
+      p.lse[bh * p.q_len + row] =
+          has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+    }
+  }
+}
+
+template <typename OutT>
+void launch_ws(const AttentionParams& p, cudaStream_t stream) {
+  static_assert(WsSmem::kBytes + 1024 <= 228 * 1024, "one CTA per SM");
+  auto kernel = attention_sm90_ws_kernel<OutT>;
+  static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
+  int device = 0;
+  cudaGetDevice(&device);
+  if (device >= 64 || !((configured.load(std::memory_order_relaxed) >> device) & 1u)) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WsSmem::kBytes);
+    if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
+  }
+  const CtaGrid g = plain_grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
+  launch_overlapping_previous(kernel, g.grid, dim3(kThreads), WsSmem::kBytes, stream, p, 0);
+}
+
+}  // namespace
+}  // namespace sm90
+
+bool attention_sm90_ws192_takes(const AttentionParams& p) {
+  return p.dim_padded == 128 && !p.is_causal && p.q_input.ptr == nullptr;
+}
+
+void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
+  out_bf16 ? sm90::launch_ws<__nv_bfloat16>(p, stream) : sm90::launch_ws<__half>(p, stream);
+}
+
+}  // namespace sage
