@@ -8,10 +8,12 @@
 //  - warpgroup 0, the producer, gives its registers away (setmaxnreg 24); one thread issues the
 //    bulk copies on mbarriers: Q once, then per step the step's 192 K rows (contiguous in the
 //    pre-pass's layout) and the two 128-key Vᵀ tiles it touches, into kStages stages;
-//  - warpgroups 1 and 2, the consumers (setmaxnreg 240), 64 rows each, serial per step:
-//    S = Q·Kᵀ (4 x m64n192k32, Q and K from shared memory), the online softmax over 192 keys
-//    (online_softmax.cuh softmax_step192), P in FP8 registers, O = O * alpha * v_unit / v_ref,
-//    then O += P·Vᵀ (6 x m64n128k32); each warp releases the stage after its P·V.
+//  - warpgroups 1 and 2, the consumers (setmaxnreg 240), 64 rows each. Per step t, on its turn
+//    (a ping-pong of named barriers between the two), a consumer issues P·V of step t-1
+//    (6 x m64n128k32, P from registers) and S = Q·Kᵀ of step t (4 x m64n192k32, Q and K from
+//    shared memory), hands the turn over, waits, releases step t-1's stage, then runs the online
+//    softmax over 192 keys (online_softmax.cuh softmax_step192) into P (FP8 registers) and
+//    rescales O by alpha * v_unit / v_ref while the other consumer's wgmmas run.
 // A step spans 1.5 of the pre-pass's 128-key tiles: even steps all of tile 3u and the first half
 // of 3u+1, odd steps the second half of 3u+1 and all of 3u+2. The two tiles' V scales are powers
 // of two (type_utils.cuh pow2_scale), so each tile's ratio to the larger is folded into P before
@@ -22,6 +24,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 
 #include "../attention/attention_kernels.h"
 #include "../dependent_launch.cuh"
@@ -43,7 +46,10 @@ constexpr int kD = 128;
 constexpr int kConsumers = 2;
 constexpr int kThreads = 128 * (kConsumers + 1);
 constexpr int kRows = 64 * kConsumers;
-constexpr int kStages = 2;
+#ifndef SAGE_WS_STAGES
+#define SAGE_WS_STAGES 3  // a stage is released only after the next step's Q·Kᵀ: 2 leave a softmax's time for a copy
+#endif
+constexpr int kStages = SAGE_WS_STAGES;
 static_assert(kRows == kQPad && kKvTile == 128 && kKScaleBlock == 64 && kStepKeys == 3 * kKScaleBlock,
               "one bulk copy of the CTA's Q rows; steps of 1.5 V tiles and 3 K scale blocks");
 
@@ -143,30 +149,62 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   for (int i = 0; i < 96; ++i) s_int[i] = 0;
   uint32_t p_frag[6][4];
 
-  // One step; kOdd: the step starts half-way into its first V tile.
-  auto step = [&](auto odd, int t) {
-    constexpr bool kOdd = decltype(odd)::value;
-    constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the first V tile
-    const int stage = t % kStages;
-    // The step's scales, loaded before the wait (L2 hits, consumed after Q·Kᵀ).
+  // Named barriers of the ping-pong (FA3's scheduler barrier): a consumer issues its wgmmas only
+  // on its turn and hands the turn over right after, so one warpgroup's tensor-core work runs
+  // while the other's softmax does. Without it the two, fed by the same stages, fall into step and
+  // the tensor cores idle through their common softmax (the first version: large 1661 us against
+  // the narrow kernel's 1293).
+  auto turn_wait = [&](int w) { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + w) : "memory"); };
+  auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
+
+  // Issue point t (0 .. n_steps): P·V of step t-1 (P from its softmax, O rescaled already) and
+  // Q·Kᵀ of step t in one turn, then the wait, then the softmax of step t while the other
+  // warpgroup's turn runs on the tensor cores. kOdd: step t is odd (step t-1 is not). kPv / kQk:
+  // the point has a P·V (t > 0) / a Q·Kᵀ (t < n_steps), compile-time: a wgmma under a run-time
+  // branch makes ptxas serialize every wgmma of the kernel (C7520).
+  auto point = [&](auto odd, auto pv, auto qk, int t) {
+    constexpr bool kOdd = decltype(odd)::value, has_pv = decltype(pv)::value, has_qk = decltype(qk)::value;
+    const int stage = t % kStages, prev_stage = (t + kStages - 1) % kStages;
     const int kb = 3 * t;
-    const float ks0 = k_scales[kb];
-    const float ks1 = kb + 1 < p.n_k_scale_blocks ? k_scales[kb + 1] : 0.f;
-    const float ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
     const int64_t tile_a = (3 * int64_t(t)) / 2;
-    const float vs_a = v_scales[tile_a];
-    const float vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
-    mbarrier_wait(&full[stage], uint32_t(t / kStages) & 1u);
-    const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+    float ks0 = 0.f, ks1 = 0.f, ks2 = 0.f, vs_a = 0.f, vs_b = 0.f;
+    if constexpr (has_qk) {  // the step's scales, loaded before the waits (L2 hits, used after Q·Kᵀ)
+      ks0 = k_scales[kb];
+      ks1 = kb + 1 < p.n_k_scale_blocks ? k_scales[kb + 1] : 0.f;
+      ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
+      vs_a = v_scales[tile_a];
+      vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
+      mbarrier_wait(&full[stage], uint32_t(t / kStages) & 1u);
+    }
+    turn_wait(cw);
+    fence_regs(acc);
     wgmma_fence();
+    if constexpr (has_pv) {
+      const uint64_t v_desc = smem_desc_advance(stage_desc0, prev_stage * S::kStage + S::kK);
 #pragma unroll
-    for (int ks = 0; ks < kD / 32; ++ks) {
-      wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+      for (int c = 0; c < 6; ++c) {
+        constexpr int kOffset = kOdd ? 0 : 64;  // step t-1's first key within its tile A
+        const int key = kOffset + 32 * c;
+        const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
+        wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
+      }
+    }
+    if constexpr (has_qk) {
+      const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+#pragma unroll
+      for (int ks = 0; ks < kD / 32; ++ks) {
+        wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+      }
     }
     wgmma_commit();
+    if (cw == 0 || has_qk) turn_pass(1 - cw);  // consumer 1's last pass would have no taker
     wgmma_wait<0>();
     fence_regs(s_int);
+    fence_regs(acc);
+    if (has_pv && lane == 0) mbarrier_arrive(&empty[prev_stage]);
+    if constexpr (!has_qk) return;
 
+    constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
     const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
     // V folding: ratios to the larger scale, powers of two (a tile of scale 0 keeps ratio 1).
     const float v_ref = fmaxf(vs_a, vs_b);
@@ -187,34 +225,29 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
     }
     fence_row_state(state_a, state_b);
-    // O moves to this step's unit v_ref (a power-of-two ratio) along with alpha.
+    // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
     const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
     if (v_ref > 0.f) v_unit = v_ref;
 #pragma unroll
     for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
-    fence_regs(acc);
-    wgmma_fence();
-    const uint64_t v_desc = smem_desc_advance(stage_desc0, stage * S::kStage + S::kK);
-#pragma unroll
-    for (int c = 0; c < 6; ++c) {
-      constexpr int kOffset = kOdd ? 64 : 0;  // the step's first key within tile A
-      const int key = kOffset + 32 * c;       // compile-time after unrolling
-      const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
-      wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(acc);
-    if (lane == 0) mbarrier_arrive(&empty[stage]);
   };
 
   mbarrier_wait(q_full, 0);
-  int t = 0;
+  if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
+  using False = std::integral_constant<bool, false>;
+  using True = std::integral_constant<bool, true>;
+  point(False{}, False{}, True{}, 0);  // n_steps >= 1: kv_len >= 1 (validation)
+  int t = 1;
   for (; t + 1 < n_steps; t += 2) {
-    step(std::integral_constant<bool, false>{}, t);
-    step(std::integral_constant<bool, true>{}, t + 1);
+    point(True{}, True{}, True{}, t);
+    point(False{}, True{}, True{}, t + 1);
   }
-  if (t < n_steps) step(std::integral_constant<bool, false>{}, t);
+  if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
+    point(True{}, True{}, True{}, t);
+    point(False{}, True{}, False{}, t + 1);
+  } else {  // t == n_steps, odd: the last P·V, of the even step n_steps - 1
+    point(True{}, True{}, False{}, t);
+  }
 
   // Epilogue (as attention_sm90.cu's): quad sums, one division per row, O and lse.
   const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};
