@@ -179,6 +179,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     turn_wait(cw);
     fence_regs(acc);
     wgmma_fence();
+    // Q·Kᵀ(t) first, in its own commit group: the wait below lets the softmax start while P·V(t-1)
+    // still runs (FA3's intra-warpgroup overlap).
+    if constexpr (has_qk) {
+      const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+#pragma unroll
+      for (int ks = 0; ks < kD / 32; ++ks) {
+        wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+      }
+      wgmma_commit();
+    }
     if constexpr (has_pv) {
       const uint64_t v_desc = smem_desc_advance(stage_desc0, prev_stage * S::kStage + S::kK);
 #pragma unroll
@@ -188,21 +198,29 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
         wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
       }
+      wgmma_commit();
     }
-    if constexpr (has_qk) {
-      const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
-#pragma unroll
-      for (int ks = 0; ks < kD / 32; ++ks) {
-        wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
-      }
-    }
-    wgmma_commit();
     if (cw == 0 || has_qk) turn_pass(1 - cw);  // consumer 1's last pass would have no taker
-    wgmma_wait<0>();
+    // The P·V still in flight keeps P and O; the softmax below touches neither.
+    auto finish_pv = [&] {
+      if constexpr (has_pv) {
+        wgmma_wait<0>();
+        fence_regs(acc);
+#pragma unroll
+        for (int c = 0; c < 6; ++c) fence_regs(p_frag[c]);
+        if (lane == 0) mbarrier_arrive(&empty[prev_stage]);
+      }
+    };
+    if constexpr (!has_qk) {
+      finish_pv();
+      return;
+    }
+    if constexpr (has_pv) {
+      wgmma_wait<1>();  // Q·Kᵀ(t) is done
+    } else {
+      wgmma_wait<0>();
+    }
     fence_regs(s_int);
-    fence_regs(acc);
-    if (has_pv && lane == 0) mbarrier_arrive(&empty[prev_stage]);
-    if constexpr (!has_qk) return;
 
     constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
     const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
@@ -216,15 +234,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     fold.inv_ratio[0] = power_of_two_inverse(r_a);
     fold.inv_ratio[1] = power_of_two_inverse(r_b);
     float alpha_a, alpha_b;
+    float x[96];
     if (t >= first_masked_step) {
       const int64_t key0 = int64_t(t) * kStepKeys;
       const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
-      softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b,
-                                         p_frag);
+      softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b, x);
     } else {
-      softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, p_frag);
+      softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, x);
     }
     fence_row_state(state_a, state_b);
+    finish_pv();  // P and O are free again
+    pack_p192(x, p_frag);
     // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
     const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
     if (v_ref > 0.f) v_unit = v_ref;

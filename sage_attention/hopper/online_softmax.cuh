@@ -220,12 +220,13 @@ struct StepVFold {
   float inv_ratio[2];
 };
 
+// One step: updates the row states and leaves p' (fp32, times 448 and the V ratio) in x; the
+// FP8 packing is separate (pack_p192), so it can wait until the previous P·V has released P.
 template <int kSplitChunk, bool kMasked>
 __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const float (&f)[2][3], const StepVFold& fold,
                                                 const TileMask& mask, int t4, RowState& row_a, RowState& row_b,
-                                                float& alpha_a, float& alpha_b, uint32_t (&p_frag)[6][4]) {
+                                                float& alpha_a, float& alpha_b, float (&x)[96]) {
   static_assert(kSplitChunk == 8 || kSplitChunk == 16, "a step's V tile boundary falls on a K scale block");
-  float x[96];
 #pragma unroll
   for (int i = 0; i < 96; ++i) x[i] = exact_int_to_float(s_int[i]);
   float max_a, max_b;
@@ -290,6 +291,10 @@ __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const fl
                                  (sum_b[1][0] + sum_b[1][1]) * fold.inv_ratio[1]);
   row_a.m = m_new_a;
   row_b.m = m_new_b;
+}
+
+// p' of a 192-key step as the A operand of the P·V wgmmas: p_frag[c] covers keys 32c..32c+31.
+__device__ __forceinline__ void pack_p192(const float (&x)[96], uint32_t (&p_frag)[6][4]) {
 #pragma unroll
   for (int c = 0; c < 6; ++c) {
     const float* y = x + 16 * c;
