@@ -4,16 +4,18 @@
 //
 // Why (NOTES.md, sessions 16-17): FlashAttention-3's FP8 kernel gains its 6-10% over ours from
 // 4k tokens through 192-224-key tiles, which only a warpgroup of 240 registers can hold (the
-// scores of 192 keys are 96 registers per thread). A CTA of 128 query rows of one head:
+// scores of 192 keys are 96 registers per thread). One persistent CTA per SM takes tiles of 128
+// query rows of one head in turn:
 //  - warpgroup 0, the producer, gives its registers away (setmaxnreg 24); one thread issues the
-//    bulk copies on mbarriers: Q once, then per step the step's 192 K rows (contiguous in the
-//    pre-pass's layout) and the two 128-key Vᵀ tiles it touches, into kStages stages;
+//    bulk copies on mbarriers: each tile's Q (once the consumers' last Q·Kᵀ of the previous tile
+//    has read it), then per step the step's 192 K rows (contiguous in the pre-pass's layout) and
+//    the two 128-key Vᵀ tiles it touches, into kStages stages, running ahead across tiles;
 //  - warpgroups 1 and 2, the consumers (setmaxnreg 240), 64 rows each. Per step t, on its turn
-//    (a ping-pong of named barriers between the two), a consumer issues P·V of step t-1
-//    (6 x m64n128k32, P from registers) and S = Q·Kᵀ of step t (4 x m64n192k32, Q and K from
-//    shared memory), hands the turn over, waits, releases step t-1's stage, then runs the online
-//    softmax over 192 keys (online_softmax.cuh softmax_step192) into P (FP8 registers) and
-//    rescales O by alpha * v_unit / v_ref while the other consumer's wgmmas run.
+//    (a ping-pong of named barriers between the two), a consumer issues S = Q·Kᵀ of step t
+//    (4 x m64n192k32, Q and K from shared memory) and P·V of step t-1 (6 x m64n128k32, P from
+//    registers), hands the turn over, waits for Q·Kᵀ alone, runs the online softmax over 192 keys
+//    (online_softmax.cuh softmax_step192) while its P·V finishes, then packs P (FP8) and rescales
+//    O by alpha * v_unit / v_ref; the other consumer's wgmmas run meanwhile (FA3's schedule).
 // A step spans 1.5 of the pre-pass's 128-key tiles: even steps all of tile 3u and the first half
 // of 3u+1, odd steps the second half of 3u+1 and all of 3u+2. The two tiles' V scales are powers
 // of two (type_utils.cuh pow2_scale), so each tile's ratio to the larger is folded into P before
@@ -22,6 +24,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <type_traits>
@@ -32,7 +35,6 @@
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
-#include "cta_order.cuh"
 #include "online_softmax.cuh"
 #include "output_store.cuh"
 #include "wgmma.cuh"
@@ -59,7 +61,7 @@ struct WsSmem {
   static constexpr int kVTile = kD * kKvTile;   // 16 KB, one pre-pass Vᵀ tile
   static constexpr int kStage = kK + 2 * kVTile;
   static constexpr int kBarriers = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
-  static constexpr int kBytes = 1024 + kBarriers + (1 + 2 * kStages) * 8;
+  static constexpr int kBytes = 1024 + kBarriers + (2 + 2 * kStages) * 8;
 };
 
 __device__ __forceinline__ float power_of_two_log2(float r) { return float(int(__float_as_uint(r) >> 23) - 127); }
@@ -76,13 +78,30 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   uint64_t* full = q_full + 1;
   uint64_t* empty = full + kStages;
 
+  uint64_t* q_empty = empty + kStages;
+
+  // Persistent: gridDim.x CTAs (at most one per SM) take the tiles (128 query rows of one head)
+  // blockIdx.x, + gridDim.x, ... in the order q block, head, batch: the CTAs running at any time
+  // hold neighbouring tiles, so K and V of a head are read from L2. The producer loads the next
+  // tile's Q and first stages while the consumers finish this one (its last steps and epilogue).
   const int tid = threadIdx.x, wg = tid / 128;
-  const CtaWork work = cta_work<false>(0);
-  const int h = work.head, b = work.batch;
-  const int hk = h / (p.heads_q / p.heads_kv);
-  const int64_t bh = int64_t(b) * p.heads_q + h, bhk = int64_t(b) * p.heads_kv + hk;
-  const int64_t row0 = int64_t(work.q_block) * kRows;
-  const int n_steps = int(ceil_div(p.kv_len, kStepKeys));
+  const int64_t q_blocks = ceil_div(p.q_len, kRows);
+  const int64_t n_tiles = q_blocks * p.heads_q * p.batch;
+  const int n_steps = int(ceil_div(p.kv_len, kStepKeys));  // the same for every tile (non-causal)
+  struct Tile {
+    int64_t row0, bh, bhk;
+    int h, b;
+  };
+  auto tile_at = [&](int64_t i) {
+    Tile x;
+    const int64_t head_batch = i / q_blocks;
+    x.row0 = (i - head_batch * q_blocks) * kRows;
+    x.h = int(head_batch % p.heads_q);
+    x.b = int(head_batch / p.heads_q);
+    x.bh = int64_t(x.b) * p.heads_q + x.h;
+    x.bhk = int64_t(x.b) * p.heads_kv + x.h / (p.heads_q / p.heads_kv);
+    return x;
+  };
 
   if (tid == 0) {
     mbarrier_init(q_full, 1);
@@ -90,6 +109,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       mbarrier_init(&full[s], 1);
       mbarrier_init(&empty[s], kConsumers * 4);  // every consumer warp releases each stage
     }
+    mbarrier_init(q_empty, kConsumers * 4);  // ... and Q after its last Q·Kᵀ of a tile
     mbarrier_init_fence();
   }
   __syncthreads();
@@ -98,29 +118,35 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (tid == 0) {
-      const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (bh * p.q_len_padded + row0) * kD;
-      const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + bhk * p.kv_len_padded * kD;
-      const uint8_t* v_src = p.v_fp8 + bhk * p.n_kv_tiles * S::kVTile;
-      mbarrier_arrive_expect_tx(q_full, S::kQ);
-      bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
-      for (int t = 0; t < n_steps; ++t) {
-        const int stage = t % kStages;
-        if (t >= kStages) mbarrier_wait(&empty[stage], uint32_t(t / kStages - 1) & 1u);
-        const int64_t key0 = int64_t(t) * kStepKeys;
-        // K is padded to whole 128-key tiles: the last step may hold fewer rows (the rest of the
-        // stage keeps earlier int8 rows, finite, and their keys are masked).
-        const uint32_t k_bytes = uint32_t(min(int64_t(kStepKeys), p.kv_len_padded - key0) * kD);
-        const int64_t tile_a = (3 * int64_t(t)) / 2;
-        // A step whose second tile is past the last copies the first again: finite FP8 where P is 0.
-        const int64_t tile_b = tile_a + 1 < p.n_kv_tiles ? tile_a + 1 : tile_a;
-        uint8_t* dst = stage_s + stage * S::kStage;
-        mbarrier_arrive_expect_tx(&full[stage], k_bytes + 2 * S::kVTile);
-        bulk_copy_g2s(dst, k_src + key0 * kD, k_bytes, &full[stage]);
-        bulk_copy_g2s(dst + S::kK, v_src + tile_a * S::kVTile, S::kVTile, &full[stage]);
-        bulk_copy_g2s(dst + S::kK + S::kVTile, v_src + tile_b * S::kVTile, S::kVTile, &full[stage]);
+      int64_t g = 0;  // steps loaded so far by this CTA: stage g % kStages, its use (g / kStages)
+      int iter = 0;
+      for (int64_t i = blockIdx.x; i < n_tiles; i += gridDim.x, ++iter) {
+        const Tile tl = tile_at(i);
+        const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (tl.bh * p.q_len_padded + tl.row0) * kD;
+        const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + tl.bhk * p.kv_len_padded * kD;
+        const uint8_t* v_src = p.v_fp8 + tl.bhk * p.n_kv_tiles * S::kVTile;
+        if (iter > 0) mbarrier_wait(q_empty, uint32_t(iter - 1) & 1u);
+        mbarrier_arrive_expect_tx(q_full, S::kQ);
+        bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
+        for (int t = 0; t < n_steps; ++t, ++g) {
+          const int stage = int(g % kStages);
+          if (g >= kStages) mbarrier_wait(&empty[stage], uint32_t(g / kStages - 1) & 1u);
+          const int64_t key0 = int64_t(t) * kStepKeys;
+          // K is padded to whole 128-key tiles: the last step may hold fewer rows (the rest of the
+          // stage keeps earlier int8 rows, finite, and their keys are masked).
+          const uint32_t k_bytes = uint32_t(min(int64_t(kStepKeys), p.kv_len_padded - key0) * kD);
+          const int64_t tile_a = (3 * int64_t(t)) / 2;
+          // A step whose second tile is past the last copies the first again: finite FP8 where P is 0.
+          const int64_t tile_b = tile_a + 1 < p.n_kv_tiles ? tile_a + 1 : tile_a;
+          uint8_t* dst = stage_s + stage * S::kStage;
+          mbarrier_arrive_expect_tx(&full[stage], k_bytes + 2 * S::kVTile);
+          bulk_copy_g2s(dst, k_src + key0 * kD, k_bytes, &full[stage]);
+          bulk_copy_g2s(dst + S::kK, v_src + tile_a * S::kVTile, S::kVTile, &full[stage]);
+          bulk_copy_g2s(dst + S::kK + S::kVTile, v_src + tile_b * S::kVTile, S::kVTile, &full[stage]);
+        }
       }
       // Leave only when the consumers have read every stage (no copy in flight at exit).
-      for (int t = max(0, n_steps - kStages); t < n_steps; ++t) mbarrier_wait(&empty[t % kStages], uint32_t(t / kStages) & 1u);
+      for (int64_t u = max(int64_t(0), g - kStages); u < g; ++u) mbarrier_wait(&empty[u % kStages], uint32_t(u / kStages) & 1u);
     }
     return;
   }
@@ -128,22 +154,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
 
   const int cw = wg - 1, warp = (tid % 128) / 32, lane = tid % 32;
   const int g = lane / 4, t4 = lane % 4;
-  const int64_t row_a = row0 + cw * 64 + warp * 16 + g, row_b = row_a + 8;
-  const float qs_a = row_a < p.q_len ? p.q_scale[bh * p.q_len + row_a] : 0.f;
-  const float qs_b = row_b < p.q_len ? p.q_scale[bh * p.q_len + row_b] : 0.f;
-  const float* k_scales = p.k_scale + bhk * p.n_k_scale_blocks;
-  const float* v_scales = p.v_scale + bhk * p.n_kv_tiles;
   const int64_t last_key = p.kv_len - 1;
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
-
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
-
-  float acc[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-  float v_unit = 0.f;  // O's unit: the V scale O is counted in
-  RowState state_a, state_b;
+  const bool whole_aligned_rows =
+      p.head_dim == kD && ((reinterpret_cast<uintptr_t>(p.out) |
+                            uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
   int s_int[96];
 #pragma unroll
   for (int i = 0; i < 96; ++i) s_int[i] = 0;
@@ -156,138 +173,154 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   // the narrow kernel's 1293).
   auto turn_wait = [&](int w) { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + w) : "memory"); };
   auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
-
-  // Issue point t (0 .. n_steps): P·V of step t-1 (P from its softmax, O rescaled already) and
-  // Q·Kᵀ of step t in one turn, then the wait, then the softmax of step t while the other
-  // warpgroup's turn runs on the tensor cores. kOdd: step t is odd (step t-1 is not). kPv / kQk:
-  // the point has a P·V (t > 0) / a Q·Kᵀ (t < n_steps), compile-time: a wgmma under a run-time
-  // branch makes ptxas serialize every wgmma of the kernel (C7520).
-  auto point = [&](auto odd, auto pv, auto qk, int t) {
-    constexpr bool kOdd = decltype(odd)::value, has_pv = decltype(pv)::value, has_qk = decltype(qk)::value;
-    const int stage = t % kStages, prev_stage = (t + kStages - 1) % kStages;
-    const int kb = 3 * t;
-    const int64_t tile_a = (3 * int64_t(t)) / 2;
-    float ks0 = 0.f, ks1 = 0.f, ks2 = 0.f, vs_a = 0.f, vs_b = 0.f;
-    if constexpr (has_qk) {  // the step's scales, loaded before the waits (L2 hits, used after Q·Kᵀ)
-      ks0 = k_scales[kb];
-      ks1 = kb + 1 < p.n_k_scale_blocks ? k_scales[kb + 1] : 0.f;
-      ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
-      vs_a = v_scales[tile_a];
-      vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
-      mbarrier_wait(&full[stage], uint32_t(t / kStages) & 1u);
-    }
-    turn_wait(cw);
-    fence_regs(acc);
-    wgmma_fence();
-    // Q·Kᵀ(t) first, in its own commit group: the wait below lets the softmax start while P·V(t-1)
-    // still runs (FA3's intra-warpgroup overlap).
-    if constexpr (has_qk) {
-      const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
-#pragma unroll
-      for (int ks = 0; ks < kD / 32; ++ks) {
-        wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
-      }
-      wgmma_commit();
-    }
-    if constexpr (has_pv) {
-      const uint64_t v_desc = smem_desc_advance(stage_desc0, prev_stage * S::kStage + S::kK);
-#pragma unroll
-      for (int c = 0; c < 6; ++c) {
-        constexpr int kOffset = kOdd ? 0 : 64;  // step t-1's first key within its tile A
-        const int key = kOffset + 32 * c;
-        const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
-        wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
-      }
-      wgmma_commit();
-    }
-    if (cw == 0 || has_qk) turn_pass(1 - cw);  // consumer 1's last pass would have no taker
-    // The P·V still in flight keeps P and O; the softmax below touches neither.
-    auto finish_pv = [&] {
-      if constexpr (has_pv) {
-        wgmma_wait<0>();
-        fence_regs(acc);
-#pragma unroll
-        for (int c = 0; c < 6; ++c) fence_regs(p_frag[c]);
-        if (lane == 0) mbarrier_arrive(&empty[prev_stage]);
-      }
-    };
-    if constexpr (!has_qk) {
-      finish_pv();
-      return;
-    }
-    if constexpr (has_pv) {
-      wgmma_wait<1>();  // Q·Kᵀ(t) is done
-    } else {
-      wgmma_wait<0>();
-    }
-    fence_regs(s_int);
-
-    constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
-    const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
-    // V folding: ratios to the larger scale, powers of two (a tile of scale 0 keeps ratio 1).
-    const float v_ref = fmaxf(vs_a, vs_b);
-    StepVFold fold;
-    const float r_a = vs_a > 0.f && v_ref > 0.f ? vs_a / v_ref : 1.f;
-    const float r_b = vs_b > 0.f && v_ref > 0.f ? vs_b / v_ref : 1.f;
-    fold.log2_ratio[0] = power_of_two_log2(r_a);
-    fold.log2_ratio[1] = power_of_two_log2(r_b);
-    fold.inv_ratio[0] = power_of_two_inverse(r_a);
-    fold.inv_ratio[1] = power_of_two_inverse(r_b);
-    float alpha_a, alpha_b;
-    float x[96];
-    if (t >= first_masked_step) {
-      const int64_t key0 = int64_t(t) * kStepKeys;
-      const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
-      softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b, x);
-    } else {
-      softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, x);
-    }
-    fence_row_state(state_a, state_b);
-    finish_pv();  // P and O are free again
-    pack_p192(x, p_frag);
-    // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
-    const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
-    if (v_ref > 0.f) v_unit = v_ref;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
-  };
-
-  mbarrier_wait(q_full, 0);
   if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
-  using False = std::integral_constant<bool, false>;
-  using True = std::integral_constant<bool, true>;
-  point(False{}, False{}, True{}, 0);  // n_steps >= 1: kv_len >= 1 (validation)
-  int t = 1;
-  for (; t + 1 < n_steps; t += 2) {
-    point(True{}, True{}, True{}, t);
-    point(False{}, True{}, True{}, t + 1);
-  }
-  if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
-    point(True{}, True{}, True{}, t);
-    point(False{}, True{}, False{}, t + 1);
-  } else {  // t == n_steps, odd: the last P·V, of the even step n_steps - 1
-    point(True{}, True{}, False{}, t);
-  }
 
-  // Epilogue (as attention_sm90.cu's): quad sums, one division per row, O and lse.
-  const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};
-  const bool whole_aligned_rows =
-      p.head_dim == kD && ((reinterpret_cast<uintptr_t>(p.out) |
-                            uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
+  int iter = 0;
+  for (int64_t tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++iter) {
+    const Tile tl = tile_at(tile);
+    const bool last_tile = tile + gridDim.x >= n_tiles;
+    const int64_t g0 = int64_t(iter) * n_steps;  // steps of the earlier tiles (stage and phase)
+    const int64_t row_a = tl.row0 + cw * 64 + warp * 16 + g, row_b = row_a + 8;
+    const float qs_a = row_a < p.q_len ? p.q_scale[tl.bh * p.q_len + row_a] : 0.f;
+    const float qs_b = row_b < p.q_len ? p.q_scale[tl.bh * p.q_len + row_b] : 0.f;
+    const float* k_scales = p.k_scale + tl.bhk * p.n_k_scale_blocks;
+    const float* v_scales = p.v_scale + tl.bhk * p.n_kv_tiles;
+    float acc[64];
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = half ? row_b : row_a;
-    const float l = row_sum[half], m = half ? state_b.m : state_a.m;
-    if (row >= p.q_len) continue;
-    const bool has_keys = l > 0.f;
-    const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
-    OutT* out = static_cast<OutT*>(p.out) + b * p.out_stride_batch + row * p.out_stride_seq + h * p.out_stride_head;
-    store_o_row<kD>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
-    if (t4 == 0) {
-      p.lse[bh * p.q_len + row] =
-          has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[bh * p.q_len + row] : -INFINITY;
+    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    float v_unit = 0.f;  // O's unit: the V scale O is counted in
+    RowState state_a, state_b;
+
+    // Issue point t (0 .. n_steps): P·V of step t-1 (P from its softmax, O rescaled already) and
+    // Q·Kᵀ of step t in one turn, then the wait, then the softmax of step t while the other
+    // warpgroup's turn runs on the tensor cores. kOdd: step t is odd (step t-1 is not). kPv / kQk:
+    // the point has a P·V (t > 0) / a Q·Kᵀ (t < n_steps), compile-time: a wgmma under a run-time
+    // branch makes ptxas serialize every wgmma of the kernel (C7520).
+    auto point = [&](auto odd, auto pv, auto qk, int t) {
+      constexpr bool kOdd = decltype(odd)::value, has_pv = decltype(pv)::value, has_qk = decltype(qk)::value;
+      const int64_t gs = g0 + t;  // this CTA's step count: stage and phase
+      const int stage = int(gs % kStages), prev_stage = int((gs + kStages - 1) % kStages);
+      const int kb = 3 * t;
+      const int64_t tile_a = (3 * int64_t(t)) / 2;
+      float ks0 = 0.f, ks1 = 0.f, ks2 = 0.f, vs_a = 0.f, vs_b = 0.f;
+      if constexpr (has_qk) {  // the step's scales, loaded before the waits (L2 hits, used after Q·Kᵀ)
+        ks0 = k_scales[kb];
+        ks1 = kb + 1 < p.n_k_scale_blocks ? k_scales[kb + 1] : 0.f;
+        ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
+        vs_a = v_scales[tile_a];
+        vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
+        mbarrier_wait(&full[stage], uint32_t(gs / kStages) & 1u);
+      }
+      turn_wait(cw);
+      fence_regs(acc);
+      wgmma_fence();
+      // Q·Kᵀ(t) first, in its own commit group: the wait below lets the softmax start while P·V(t-1)
+      // still runs (FA3's intra-warpgroup overlap).
+      if constexpr (has_qk) {
+        const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+#pragma unroll
+        for (int ks = 0; ks < kD / 32; ++ks) {
+          wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+        }
+        wgmma_commit();
+      }
+      if constexpr (has_pv) {
+        const uint64_t v_desc = smem_desc_advance(stage_desc0, prev_stage * S::kStage + S::kK);
+#pragma unroll
+        for (int c = 0; c < 6; ++c) {
+          constexpr int kOffset = kOdd ? 0 : 64;  // step t-1's first key within its tile A
+          const int key = kOffset + 32 * c;
+          const uint32_t at = key < kKvTile ? uint32_t(key) : uint32_t(S::kVTile + key - kKvTile);
+          wgmma_m64n128k32_e4m3_rs(acc, p_frag[c], smem_desc_advance(v_desc, at), true);
+        }
+        wgmma_commit();
+      }
+      if (cw == 0 || has_qk || !last_tile) turn_pass(1 - cw);  // consumer 1's very last pass would have no taker
+      // The P·V still in flight keeps P and O; the softmax below touches neither.
+      auto finish_pv = [&] {
+        if constexpr (has_pv) {
+          wgmma_wait<0>();
+          fence_regs(acc);
+#pragma unroll
+          for (int c = 0; c < 6; ++c) fence_regs(p_frag[c]);
+          if (lane == 0) mbarrier_arrive(&empty[prev_stage]);
+        }
+      };
+      if constexpr (!has_qk) {
+        finish_pv();
+        return;
+      }
+      if constexpr (has_pv) {
+        wgmma_wait<1>();  // Q·Kᵀ(t) is done
+      } else {
+        wgmma_wait<0>();
+      }
+      fence_regs(s_int);
+      if (t == n_steps - 1 && lane == 0) mbarrier_arrive(q_empty);  // this tile's last Q·Kᵀ has read Q
+
+      constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
+      const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
+      // V folding: ratios to the larger scale, powers of two (a tile of scale 0 keeps ratio 1).
+      const float v_ref = fmaxf(vs_a, vs_b);
+      StepVFold fold;
+      const float r_a = vs_a > 0.f && v_ref > 0.f ? vs_a / v_ref : 1.f;
+      const float r_b = vs_b > 0.f && v_ref > 0.f ? vs_b / v_ref : 1.f;
+      fold.log2_ratio[0] = power_of_two_log2(r_a);
+      fold.log2_ratio[1] = power_of_two_log2(r_b);
+      fold.inv_ratio[0] = power_of_two_inverse(r_a);
+      fold.inv_ratio[1] = power_of_two_inverse(r_b);
+      float alpha_a, alpha_b;
+      float x[96];
+      if (t >= first_masked_step) {
+        const int64_t key0 = int64_t(t) * kStepKeys;
+        const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
+        softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b, x);
+      } else {
+        softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, x);
+      }
+      fence_row_state(state_a, state_b);
+      finish_pv();  // P and O are free again
+      pack_p192(x, p_frag);
+      // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
+      const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
+      if (v_ref > 0.f) v_unit = v_ref;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
+    };
+
+    mbarrier_wait(q_full, uint32_t(iter) & 1u);
+    using False = std::integral_constant<bool, false>;
+    using True = std::integral_constant<bool, true>;
+    point(False{}, False{}, True{}, 0);  // n_steps >= 1: kv_len >= 1 (validation)
+    int t = 1;
+    for (; t + 1 < n_steps; t += 2) {
+      point(True{}, True{}, True{}, t);
+      point(False{}, True{}, True{}, t + 1);
     }
-  }
+    if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
+      point(True{}, True{}, True{}, t);
+      point(False{}, True{}, False{}, t + 1);
+    } else {  // t == n_steps, odd: the last P·V, of the even step n_steps - 1
+      point(True{}, True{}, False{}, t);
+    }
+
+    // Epilogue (as attention_sm90.cu's): quad sums, one division per row, O and lse.
+    const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = half ? row_b : row_a;
+      const float l = row_sum[half], m = half ? state_b.m : state_a.m;
+      if (row >= p.q_len) continue;
+      const bool has_keys = l > 0.f;
+      const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
+      OutT* out = static_cast<OutT*>(p.out) + tl.b * p.out_stride_batch + row * p.out_stride_seq + tl.h * p.out_stride_head;
+      store_o_row<kD>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
+      if (t4 == 0) {
+        p.lse[tl.bh * p.q_len + row] =
+            has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[tl.bh * p.q_len + row] : -INFINITY;
+      }
+    }
+  }  // tiles
 }
 
 template <typename OutT>
@@ -301,8 +334,15 @@ void launch_ws(const AttentionParams& p, cudaStream_t stream) {
     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WsSmem::kBytes);
     if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
   }
-  const CtaGrid g = plain_grid(unsigned(ceil_div(p.q_len, kRows)), p.heads_q, p.batch);
-  launch_overlapping_previous(kernel, g.grid, dim3(kThreads), WsSmem::kBytes, stream, p, 0);
+  static int sm_count[64] = {};  // per device, asked once
+  int sms = device < 64 ? sm_count[device] : 0;
+  if (sms == 0) {
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (device < 64) sm_count[device] = sms;
+  }
+  const int64_t tiles = ceil_div(p.q_len, kRows) * p.heads_q * p.batch;
+  const unsigned ctas = unsigned(std::min<int64_t>(tiles, std::max(sms, 1)));
+  launch_overlapping_previous(kernel, dim3(ctas), dim3(kThreads), WsSmem::kBytes, stream, p, 0);
 }
 
 }  // namespace
