@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       }
       fence_row_state(state_a, state_b);
       finish_pv();  // P and O are free again
-      pack_p192(x, p_frag);
+      pack_p(x, p_frag);
       // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
       const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
       if (v_ref > 0.f) v_unit = v_ref;

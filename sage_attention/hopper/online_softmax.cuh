@@ -56,15 +56,23 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // than the magic-constant add + subtract it replaced (v12b, NOTES.md).
 __device__ __forceinline__ float exact_int_to_float(int x) { return __int2float_rn(x); }
 
-// The max of this thread's 16 integer scores of row g (kRow 0) or g+8 (kRow 1) among keys
-// 64*kHalf .. 64*kHalf+63: a tree of 3-input maxima (VIMNMX3 on sm_90), 8 instructions, depth 3.
-template <int kRow, int kHalf>
-__device__ __forceinline__ int max_of_row_half(const int (&s)[64]) {
+// Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
+__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+// The max of this thread's 16 integer scores of row g (kRow 0) or g+8 (kRow 1) among the 64 keys
+// of K scale block kBlock (keys 64*kBlock .. 64*kBlock+63 of the tile or step): a tree of 3-input
+// maxima (VIMNMX3 on sm_90), 8 instructions, depth 3.
+template <int kRow, int kBlock, int N>
+__device__ __forceinline__ int max_of_row_block(const int (&s)[N]) {
   int v[16];
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    v[2 * j] = s[4 * (8 * kHalf + j) + 2 * kRow];
-    v[2 * j + 1] = s[4 * (8 * kHalf + j) + 2 * kRow + 1];
+    v[2 * j] = s[4 * (8 * kBlock + j) + 2 * kRow];
+    v[2 * j + 1] = s[4 * (8 * kBlock + j) + 2 * kRow + 1];
   }
   const int a = __vimax3_s32(__vimax3_s32(v[0], v[1], v[2]), __vimax3_s32(v[3], v[4], v[5]),
                              __vimax3_s32(v[6], v[7], v[8]));
@@ -72,11 +80,18 @@ __device__ __forceinline__ int max_of_row_half(const int (&s)[64]) {
   return max(a, b);
 }
 
-// Four floats -> four e4m3 bytes, first in the lowest byte (round to nearest even, saturating).
-__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
-  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
-  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
-  return lo | (hi << 16);
+// P (times 448, FP8) as the A operand of the P·V wgmmas: p_frag[c] covers keys 32c..32c+31 of
+// the fragment x (chunks 4c .. 4c+3), in the order V is stored (quant_config.h v_key_at).
+template <int C>
+__device__ __forceinline__ void pack_p(const float (&x)[16 * C], uint32_t (&p_frag)[C][4]) {
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const float* y = x + 16 * c;
+    p_frag[c][0] = pack_e4m3x4(y[0], y[1], y[4], y[5]);      // row g,   keys of chunks 4c, 4c+1
+    p_frag[c][1] = pack_e4m3x4(y[2], y[3], y[6], y[7]);      // row g+8
+    p_frag[c][2] = pack_e4m3x4(y[8], y[9], y[12], y[13]);    // row g,   chunks 4c+2, 4c+3
+    p_frag[c][3] = pack_e4m3x4(y[10], y[11], y[14], y[15]);  // row g+8
+  }
 }
 
 // O accumulator chunk j (wgmma m64nN fragment: o[4j], o[4j+1] row g; o[4j+2], o[4j+3] row g+8)
@@ -94,6 +109,29 @@ struct TileMask {
   int last_a;  // row g
   int last_b;  // row g+8
 };
+
+// Masked tiles and steps: the scaled logits with hidden keys at -inf, and each row's max. Scale
+// first (a row whose q is all zeros has factor 0; -inf * 0 would be NaN), then mask. kChunks of 8
+// keys; chunk i has K scale block i / 8.
+template <int kChunks, int kBlocks>
+__device__ __forceinline__ void scale_mask_and_max(float (&x)[4 * kChunks], const float (&f)[2][kBlocks],
+                                                   const TileMask& mask, int t4, float& max_a, float& max_b) {
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int key = 8 * i + 2 * t4 + e;
+      x[4 * i + e] = key > mask.last_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
+      x[4 * i + 2 + e] = key > mask.last_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
+    }
+  }
+  max_a = max_b = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    max_a = fmaxf(max_a, fmaxf(x[4 * i], x[4 * i + 1]));
+    max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
+  }
+}
 
 // One tile: updates the row states, returns the rescale factors of the two rows and
 // P (times 448, FP8) as the A operand of the P·V wgmma: p_frag[c] covers keys 32c..32c+31,
@@ -115,31 +153,16 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   for (int i = 0; i < 64; ++i) x[i] = exact_int_to_float(s_int[i]);
   float max_a, max_b;
   if constexpr (kMasked) {
-    // Scale first (a row whose q is all zeros has factor 0; -inf * 0 would be NaN), then mask.
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int key = 8 * i + 2 * t4 + e;
-        x[4 * i + e] = key > mask.last_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
-        x[4 * i + 2 + e] = key > mask.last_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
-      }
-    }
-    max_a = max_b = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      max_a = fmaxf(max_a, fmaxf(x[4 * i], x[4 * i + 1]));
-      max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
-    }
+    scale_mask_and_max<16, 2>(x, f, mask, t4, max_a, max_b);
   } else {
     // Factors are >= 0 and the int -> float conversion is exact, so the max of the scaled
     // logits is the scaled max of the integer scores per key half: found with 3-input integer
     // max (one VIMNMX3 per two scores instead of one FMNMX per score), independent of the
     // conversions. Same bits as the max of the scaled floats (rounding is monotonic).
-    max_a = fmaxf(exact_int_to_float(max_of_row_half<0, 0>(s_int)) * f[0][0],
-                  exact_int_to_float(max_of_row_half<0, 1>(s_int)) * f[0][1]);
-    max_b = fmaxf(exact_int_to_float(max_of_row_half<1, 0>(s_int)) * f[1][0],
-                  exact_int_to_float(max_of_row_half<1, 1>(s_int)) * f[1][1]);
+    max_a = fmaxf(exact_int_to_float(max_of_row_block<0, 0>(s_int)) * f[0][0],
+                  exact_int_to_float(max_of_row_block<0, 1>(s_int)) * f[0][1]);
+    max_b = fmaxf(exact_int_to_float(max_of_row_block<1, 0>(s_int)) * f[1][0],
+                  exact_int_to_float(max_of_row_block<1, 1>(s_int)) * f[1][1]);
   }
   max_a = quad_max(max_a);
   max_b = quad_max(max_b);
@@ -182,35 +205,13 @@ __device__ __forceinline__ void softmax_tile(const int (&s_int)[64], const float
   row_b.l = row_b.l * alpha_b + ((sum_b[0] + sum_b[1]) + (sum_b[2] + sum_b[3]));
   row_a.m = m_new_a;
   row_b.m = m_new_b;
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    const float* y = x + 16 * c;                                  // chunks 4c .. 4c+3
-    p_frag[c][0] = pack_e4m3x4(y[0], y[1], y[4], y[5]);           // row g,   keys of chunks 4c, 4c+1
-    p_frag[c][1] = pack_e4m3x4(y[2], y[3], y[6], y[7]);           // row g+8
-    p_frag[c][2] = pack_e4m3x4(y[8], y[9], y[12], y[13]);         // row g,   chunks 4c+2, 4c+3
-    p_frag[c][3] = pack_e4m3x4(y[10], y[11], y[14], y[15]);       // row g+8
-  }
+  pack_p(x, p_frag);
 }
 
 // ---- 192-key steps (the warp-specialized kernel, attention_sm90_ws.cu) ----
 // The fragment of m64n192: 24 key chunks of 8, s[4i .. 4i+3] as above. Chunk i has K scale block
 // i / 8 (f[row][i / 8]); chunks below kSplitChunk hold keys of the step's first V tile (group 0),
 // the others of its second (group 1).
-
-// The max of this thread's 16 integer scores of row kRow among the keys of K scale block kBlock.
-template <int kRow, int kBlock>
-__device__ __forceinline__ int max_of_row_block(const int (&s)[96]) {
-  int v[16];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    v[2 * j] = s[4 * (8 * kBlock + j) + 2 * kRow];
-    v[2 * j + 1] = s[4 * (8 * kBlock + j) + 2 * kRow + 1];
-  }
-  const int a = __vimax3_s32(__vimax3_s32(v[0], v[1], v[2]), __vimax3_s32(v[3], v[4], v[5]),
-                             __vimax3_s32(v[6], v[7], v[8]));
-  const int b = __vimax3_s32(__vimax3_s32(v[9], v[10], v[11]), __vimax3_s32(v[12], v[13], v[14]), v[15]);
-  return max(a, b);
-}
 
 // The V scales of a step's two tiles, relative to the larger (v_ref): each a power of two <= 1
 // (the pre-pass's pow2_scale), folded into P before its FP8 rounding without error:
@@ -221,7 +222,7 @@ struct StepVFold {
 };
 
 // One step: updates the row states and leaves p' (fp32, times 448 and the V ratio) in x; the
-// FP8 packing is separate (pack_p192), so it can wait until the previous P·V has released P.
+// FP8 packing is separate (pack_p), so it can wait until the previous P·V has released P.
 template <int kSplitChunk, bool kMasked>
 __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const float (&f)[2][3], const StepVFold& fold,
                                                 const TileMask& mask, int t4, RowState& row_a, RowState& row_b,
@@ -231,21 +232,7 @@ __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const fl
   for (int i = 0; i < 96; ++i) x[i] = exact_int_to_float(s_int[i]);
   float max_a, max_b;
   if constexpr (kMasked) {
-#pragma unroll
-    for (int i = 0; i < 24; ++i) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int key = 8 * i + 2 * t4 + e;
-        x[4 * i + e] = key > mask.last_a ? -INFINITY : x[4 * i + e] * f[0][i / 8];
-        x[4 * i + 2 + e] = key > mask.last_b ? -INFINITY : x[4 * i + 2 + e] * f[1][i / 8];
-      }
-    }
-    max_a = max_b = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < 24; ++i) {
-      max_a = fmaxf(max_a, fmaxf(x[4 * i], x[4 * i + 1]));
-      max_b = fmaxf(max_b, fmaxf(x[4 * i + 2], x[4 * i + 3]));
-    }
+    scale_mask_and_max<24, 3>(x, f, mask, t4, max_a, max_b);
   } else {
     max_a = fmaxf(fmaxf(exact_int_to_float(max_of_row_block<0, 0>(s_int)) * f[0][0],
                         exact_int_to_float(max_of_row_block<0, 1>(s_int)) * f[0][1]),
@@ -291,18 +278,6 @@ __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const fl
                                  (sum_b[1][0] + sum_b[1][1]) * fold.inv_ratio[1]);
   row_a.m = m_new_a;
   row_b.m = m_new_b;
-}
-
-// p' of a 192-key step as the A operand of the P·V wgmmas: p_frag[c] covers keys 32c..32c+31.
-__device__ __forceinline__ void pack_p192(const float (&x)[96], uint32_t (&p_frag)[6][4]) {
-#pragma unroll
-  for (int c = 0; c < 6; ++c) {
-    const float* y = x + 16 * c;
-    p_frag[c][0] = pack_e4m3x4(y[0], y[1], y[4], y[5]);
-    p_frag[c][1] = pack_e4m3x4(y[2], y[3], y[6], y[7]);
-    p_frag[c][2] = pack_e4m3x4(y[8], y[9], y[12], y[13]);
-    p_frag[c][3] = pack_e4m3x4(y[10], y[11], y[14], y[15]);
-  }
 }
 
 }  // namespace sm90

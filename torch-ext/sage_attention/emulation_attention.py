@@ -1,7 +1,8 @@
 """CPU emulation of the quantized attention (the oracle for every CUDA attention kernel).
 
 It consumes exactly what the pre-pass produces (`QuantizedQKV`) and walks the
-keys in tiles of KV_TILE with an online softmax, as the kernels do:
+keys in tiles of KV_TILE with an online softmax, as the kernels do (the
+warp-specialized Hopper kernel in steps of 192 keys: attention_emulated's kv_step):
 
     s      = float(int8 Q · int8 Kᵀ) * (q_scale_row * k_scale_block)   # base-2 logits
     m_new  = max(m, rowmax(s))                 alpha = exp2(m - m_new)
@@ -42,16 +43,17 @@ def attention_emulated(
 ):
     """Returns out (B, Lq, H, head_dim) in out_dtype and lse (B, H, Lq) fp32.
 
-    kv_step: keys per online-softmax step, KV_TILE for every kernel but the warp-specialized
-    Hopper one (hopper/attention_sm90_ws.cu), which takes STEP_192 (see _attention_emulated_192)."""
-    if kv_step == STEP_192:
-        return _attention_emulated_192(qkv, q_len, kv_len, head_dim, is_causal, out_dtype)
-    assert kv_step == KV_TILE, kv_step
+    kv_step: keys per online-softmax step: KV_TILE for every kernel but the warp-specialized
+    Hopper one (hopper/attention_sm90_ws.cu), which takes STEP_192. A 192-key step holds keys of
+    two V tiles (even steps: all of tile 3u and half of 3u+1; odd steps: the other half of 3u+1 and
+    all of 3u+2), whose scales are powers of two: each tile's ratio to the step's larger scale
+    (v_ref) is folded into P before its FP8 rounding, exactly, and the step's P·V is taken in units
+    of v_ref (one accumulator). A tile of scale 0 keeps ratio 1. With KV_TILE steps the ratio is 1
+    and v_ref the tile's scale: the recipe in the module docstring."""
+    assert kv_step in (KV_TILE, STEP_192), kv_step
     q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
     b, h, _, dp = q8.shape
-    hkv = qkv.k_int8.shape[1]
-    group = h // hkv
-    n_tiles = -(-kv_len // KV_TILE)
+    group = h // qkv.k_int8.shape[1]
 
     def per_q_head(t):  # (B, Hkv, ...) -> (B, H, ...) for GQA
         return t.repeat_interleave(group, dim=1) if group > 1 else t
@@ -60,90 +62,35 @@ def attention_emulated(
     v8 = per_q_head(v_from_storage(qkv.v_fp8))  # (B, H, D, Lk_pad)
     k_scale = per_q_head(qkv.k_scale)  # (B, H, nKb)
     v_scale = per_q_head(qkv.v_scale)  # (B, H, nT)
+    lk_pad = k8.shape[2]
 
     rows = torch.arange(q_len).view(q_len, 1)
     m = torch.full((b, h, q_len), -math.inf)
     l = torch.zeros(b, h, q_len)
     acc = torch.zeros(b, h, q_len, dp)
-    for t in range(n_tiles):
-        cols = torch.arange(t * KV_TILE, (t + 1) * KV_TILE)
+    for t in range(-(-kv_len // kv_step)):
+        lo, hi = t * kv_step, min((t + 1) * kv_step, lk_pad)
+        cols = torch.arange(lo, hi)
         allowed = cols.view(1, -1) < kv_len
         if is_causal:
             allowed = allowed & (cols.view(1, -1) <= rows + (kv_len - q_len))
         if not bool(allowed.any()):
-            break  # causal: later tiles are masked for every row too
-        acc_int = q8 @ k8[:, :, t * KV_TILE : (t + 1) * KV_TILE].transpose(-1, -2)  # exact integers
-        ks = k_scale[..., (cols // K_SCALE_BLOCK).clamp(max=k_scale.shape[-1] - 1)]  # (B, H, KV_TILE)
+            break  # causal: later steps are masked for every row too
+        acc_int = q8 @ k8[:, :, lo:hi].transpose(-1, -2)  # exact integers
+        ks = k_scale[..., (cols // K_SCALE_BLOCK).clamp(max=k_scale.shape[-1] - 1)]  # (B, H, n)
         s = acc_int * (qs.unsqueeze(-1) * ks.unsqueeze(-2))
         s = torch.where(allowed, s, torch.tensor(-math.inf))
         m_new = torch.maximum(m, s.amax(dim=-1))
         seen = m_new > -math.inf  # rows that have at least one key so far
         m_safe = torch.where(seen, m_new, torch.zeros_like(m_new))
         alpha = torch.where(seen, torch.exp2(m - m_safe), torch.ones_like(m))
-        p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
-        l = l * alpha + p.sum(dim=-1)
-        p8 = (p * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
-        o_tile = p8 @ v8[..., t * KV_TILE : (t + 1) * KV_TILE].transpose(-1, -2)
-        acc = acc * alpha.unsqueeze(-1) + o_tile * v_scale[..., t].view(b, h, 1, 1)
-        m = m_new
-    has_keys = l > 0
-    denom = torch.where(has_keys, l * P_FP8_SCALE, torch.ones_like(l))
-    out = torch.where(has_keys.unsqueeze(-1), acc / denom.unsqueeze(-1), torch.zeros_like(acc))
-    lse = torch.where(
-        has_keys,
-        (m + torch.log2(torch.where(has_keys, l, torch.ones_like(l)))) * LN2 + qkv.lse_shift,
-        torch.full_like(l, -math.inf),
-    )
-    out = out[..., :head_dim].permute(0, 2, 1, 3).to(out_dtype).contiguous()
-    return out, lse
-
-
-def _attention_emulated_192(qkv, q_len, kv_len, head_dim, is_causal, out_dtype):
-    """The walk in 192-key steps. A step holds keys of two V tiles (even steps: all of tile 3u and
-    half of 3u+1; odd steps: the other half of 3u+1 and all of 3u+2), whose scales are powers of
-    two: each tile's ratio to the larger (v_ref) is folded into P before its FP8 rounding, exactly,
-    and the step's P·V is taken in units of v_ref (one accumulator). A tile of scale 0, or past the
-    last, keeps ratio 1. The row sums add the unscaled p."""
-    q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
-    b, h, _, dp = q8.shape
-    group = h // qkv.k_int8.shape[1]
-
-    def per_q_head(t):
-        return t.repeat_interleave(group, dim=1) if group > 1 else t
-
-    k8 = per_q_head(rows_from_tile_order(qkv.k_int8, KV_TILE).float())  # (B, H, Lk_pad, D)
-    v8 = per_q_head(v_from_storage(qkv.v_fp8))  # (B, H, D, Lk_pad)
-    k_scale, v_scale = per_q_head(qkv.k_scale), per_q_head(qkv.v_scale)
-    lk_pad, n_tiles = k8.shape[2], v_scale.shape[-1]
-    zero = torch.zeros(())
-
-    rows = torch.arange(q_len).view(q_len, 1)
-    m = torch.full((b, h, q_len), -math.inf)
-    l = torch.zeros(b, h, q_len)
-    acc = torch.zeros(b, h, q_len, dp)
-    for t in range(-(-kv_len // STEP_192)):
-        lo, hi = t * STEP_192, min((t + 1) * STEP_192, lk_pad)
-        cols = torch.arange(lo, hi)
-        allowed = cols.view(1, -1) < kv_len
-        if is_causal:
-            allowed = allowed & (cols.view(1, -1) <= rows + (kv_len - q_len))
-        if not bool(allowed.any()):
-            break
-        acc_int = q8 @ k8[:, :, lo:hi].transpose(-1, -2)
-        ks = k_scale[..., (cols // K_SCALE_BLOCK).clamp(max=k_scale.shape[-1] - 1)]
-        s = acc_int * (qs.unsqueeze(-1) * ks.unsqueeze(-2))
-        s = torch.where(allowed, s, torch.tensor(-math.inf))
-        m_new = torch.maximum(m, s.amax(dim=-1))
-        seen = m_new > -math.inf
-        m_safe = torch.where(seen, m_new, torch.zeros_like(m_new))
-        alpha = torch.where(seen, torch.exp2(m - m_safe), torch.ones_like(m))
-        first = lo // KV_TILE
-        tiles = torch.arange(first, first + 2)
-        vs = torch.where(tiles < n_tiles, v_scale[..., tiles.clamp(max=n_tiles - 1)], zero)  # (B, H, 2)
-        v_ref = vs.amax(dim=-1, keepdim=True)  # (B, H, 1)
+        # The step's V tiles, their scales relative to the larger one (powers of two <= 1).
+        tiles = cols // KV_TILE
+        vs = v_scale[..., tiles[0] : tiles[-1] + 1]  # (B, H, 1 or 2)
+        v_ref = vs.amax(dim=-1, keepdim=True)
         ratio = torch.where((vs > 0) & (v_ref > 0), vs / torch.where(v_ref > 0, v_ref, 1.0), torch.ones(()))
-        col_ratio = ratio[..., cols // KV_TILE - first]  # (B, H, n): powers of two <= 1
-        p = torch.exp2(s - m_safe.unsqueeze(-1))
+        col_ratio = ratio[..., tiles - tiles[0]]  # (B, H, n)
+        p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
         l = l * alpha + p.sum(dim=-1)
         p8 = (p * col_ratio.unsqueeze(-2) * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
         o_step = p8 @ v8[..., lo:hi].transpose(-1, -2)
