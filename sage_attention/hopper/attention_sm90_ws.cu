@@ -191,9 +191,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     float v_unit = 0.f;  // O's unit: the V scale O is counted in
     RowState state_a, state_b;
 
-    // Issue point t (0 .. n_steps): P·V of step t-1 (P from its softmax, O rescaled already) and
-    // Q·Kᵀ of step t in one turn, then the wait, then the softmax of step t while the other
-    // warpgroup's turn runs on the tensor cores. kOdd: step t is odd (step t-1 is not). kPv / kQk:
+    // Issue point t (0 .. n_steps): Q·Kᵀ of step t and P·V of step t-1 (P from its softmax, O
+    // rescaled already) in one turn, then the wait for Q·Kᵀ alone and the softmax of step t while
+    // P·V(t-1) finishes and the other warpgroup's turn runs on the tensor cores. kOdd: step t is
+    // odd (step t-1 is not). kPv / kQk:
     // the point has a P·V (t > 0) / a Q·Kᵀ (t < n_steps), compile-time: a wgmma under a run-time
     // branch makes ptxas serialize every wgmma of the kernel (C7520).
     auto point = [&](auto odd, auto pv, auto qk, int t) {
