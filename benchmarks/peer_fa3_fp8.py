@@ -29,12 +29,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_side_by_side import environment, gen, load_workloads, time_ms  # noqa: E402
+from run_side_by_side import environment, floors_us, gen, load_workloads, time_ms  # noqa: E402
 
 
 def tops(w, ms):
-    ops = 4.0 * w["batch"] * w["heads"] * w["seqlen"] ** 2 * w["head_dim"] * (0.5 if w["causal"] else 1.0)
-    return ops / (ms * 1e-3) / 1e12
+    return floors_us(w)["ops"] / (ms * 1e-3) / 1e12
 
 
 def main():

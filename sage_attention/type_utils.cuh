@@ -94,13 +94,19 @@ __device__ __forceinline__ float inverse_scale(float amax, float qmax) {
 struct Pow2Scale {
   float scale, inv;
 };
+// 1 / r and log2(r), exactly, for r a normal power of two (2^-126 <= r <= 2^127), from its exponent.
+__device__ __forceinline__ float power_of_two_inverse(float r) {
+  return __uint_as_float((254u - (__float_as_uint(r) >> 23)) << 23);
+}
+__device__ __forceinline__ float power_of_two_log2(float r) { return float(int(__float_as_uint(r) >> 23) - 127); }
 __device__ __forceinline__ Pow2Scale pow2_scale(float amax, float qmax) {
   const float raw = __fdiv_rn(amax, qmax);
   if (!(raw > 0.f)) return {0.f, 0.f};
   if (isinf(raw)) return {raw, 0.f};
   uint32_t bits = __float_as_uint(fmaxf(raw, 1.17549435e-38f));  // 2^-126: the inverse stays finite
   if (bits & 0x7FFFFFu) bits = (bits & 0x7F800000u) + 0x00800000u;  // next power of two up
-  return {__uint_as_float(bits), __uint_as_float((254u - (bits >> 23)) << 23)};
+  const float scale = __uint_as_float(bits);
+  return {scale, power_of_two_inverse(scale)};
 }
 
 // Round half to even into [-127, 127] (torch.round then clamp), four values per word. Clamping

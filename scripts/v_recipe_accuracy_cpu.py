@@ -59,7 +59,7 @@ def fp8(x):
 
 
 def variants(q, k, v):
-    """Outputs (B, H, L, D) fp32 of the four variants."""
+    """Outputs (B, H, L, D) fp32 of the variants (module docstring)."""
     b, length, h, d = q.shape
     km = k_mean_emulated(k)
     q8, qs, _ = quantize_q_emulated(q, km, 1 / math.sqrt(d))
@@ -70,63 +70,51 @@ def variants(q, k, v):
     vf = v.float().permute(0, 2, 1, 3)
     n_tiles = -(-length // KV_TILE)
     tiles = F.pad(vf, (0, 0, 0, n_tiles * KV_TILE - length)).view(b, h, n_tiles, KV_TILE, d)
+    amax_tile = tiles.abs().amax(dim=(3, 4), keepdim=True)
     # The pre-pass's rounding: one IEEE division per scale, then a multiply per element.
-    v_tile, vs_tile = _quantize_from_amax(tiles, tiles.abs().amax(dim=(3, 4), keepdim=True), FP8_E4M3_MAX)
+    v_tile, vs_tile = _quantize_from_amax(tiles, amax_tile, FP8_E4M3_MAX)
     v8_tile, vs_tile = fp8(v_tile).view(b, h, n_tiles * KV_TILE, d), vs_tile.view(b, h, n_tiles)
     # The same tiles with each scale rounded up to a power of two: ratios between tiles are then
     # exact powers of two, which P's FP8 rounding can take without error (448 * 2^-k is an e4m3 value).
-    amax_tile = tiles.abs().amax(dim=(3, 4), keepdim=True)
     vs_pow2, inv_pow2 = _pow2_scale_from_amax(amax_tile, FP8_E4M3_MAX)
     v8_pow2, vs_pow2 = fp8(tiles * inv_pow2).view(b, h, n_tiles * KV_TILE, d), vs_pow2.view(b, h, n_tiles)
     v_channel, vs_channel = _quantize_from_amax(vf, vf.abs().amax(dim=2, keepdim=True), FP8_E4M3_MAX)
     v8_channel = fp8(v_channel)
-    m = torch.full((b, h, length), -math.inf)
-    l32, l8 = torch.zeros(b, h, length), torch.zeros(b, h, length)
-    acc_tile, acc_channel = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
-    acc_exact = torch.zeros(b, h, length, d)
-    for t in range(n_tiles):
-        keys = slice(t * KV_TILE, min((t + 1) * KV_TILE, length))
-        s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
-        m_new = torch.maximum(m, s.amax(-1))
-        alpha = torch.exp2(m - m_new)
-        p = torch.exp2(s - m_new.unsqueeze(-1))
-        p8 = fp8(p * FP8_E4M3_MAX)
-        l32 = l32 * alpha + p.sum(-1)
-        l8 = l8 * alpha + p8.sum(-1)
-        acc_exact = acc_exact * alpha.unsqueeze(-1) + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
-        acc_tile = acc_tile * alpha.unsqueeze(-1) + (p8 @ v8_pow2[:, :, keys]) * vs_pow2[:, :, t, None, None]
-        acc_channel = acc_channel * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
-        m = m_new
-    # 192-key steps.
-    step = 192
-    v8_tile_pad = F.pad(v8_tile, (0, 0, 0, KV_TILE))  # a step may reach one tile past the last
-    v8_pow2_pad, vs_pow2_pad = F.pad(v8_pow2, (0, 0, 0, KV_TILE)), F.pad(vs_pow2, (0, 1))
-    acc_pow2 = torch.zeros(b, h, length, d)
-    m = torch.full((b, h, length), -math.inf)  # a fresh walk
-    l32_192, l8_192 = torch.zeros(b, h, length), torch.zeros(b, h, length)
-    acc_fold, acc_channel192 = torch.zeros(b, h, length, d), torch.zeros(b, h, length, d)
-    vs_pad = F.pad(vs_tile, (0, 1))
-    for t in range(-(-length // step)):
-        keys = slice(t * step, min((t + 1) * step, length))
-        cols = torch.arange(keys.start, keys.stop)
-        s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
-        m_new = torch.maximum(m, s.amax(-1))
-        alpha = torch.exp2(m - m_new)
-        p = torch.exp2(s - m_new.unsqueeze(-1))
+
+    def online_steps(step):
+        """The online softmax walked in steps of `step` keys: per step its keys and columns, alpha
+        (the rescale of what came before) and p = exp2(s - m), with the running max updated."""
+        m = torch.full((b, h, length), -math.inf)
+        for t in range(-(-length // step)):
+            keys = slice(t * step, min((t + 1) * step, length))
+            s = (q8 @ k8[:, :, keys].transpose(-1, -2)) * (qs.unsqueeze(-1) * k_scale_per_key[:, :, None, keys])
+            m_new = torch.maximum(m, s.amax(-1))
+            yield t, keys, torch.arange(keys.start, keys.stop), torch.exp2(m - m_new), torch.exp2(s - m_new.unsqueeze(-1))
+            m = m_new
+
+    def folded_pv(p, keys, cols, scales, v8):
+        """P·V of a step over two V tiles: each tile's scale ratio to the larger is folded into P
+        before its FP8 rounding, and the product is taken in units of the larger (v_ref)."""
         first = keys.start // KV_TILE
-        v_ref = vs_pad[..., first:first + 2].amax(-1, keepdim=True)  # (B, H, 1)
-        ratio = torch.where(v_ref > 0, vs_tile[..., cols // KV_TILE] / torch.where(v_ref > 0, v_ref, 1.0), 1.0)  # <= 1
-        l32_192 = l32_192 * alpha + p.sum(-1)
-        acc_fold = acc_fold * alpha.unsqueeze(-1) + (fp8(p * ratio.unsqueeze(-2) * FP8_E4M3_MAX)
-                                                     @ v8_tile_pad[:, :, keys]) * v_ref.unsqueeze(-1)
-        v_ref2 = vs_pow2_pad[..., first:first + 2].amax(-1, keepdim=True)
-        ratio2 = torch.where(v_ref2 > 0, vs_pow2[..., cols // KV_TILE] / torch.where(v_ref2 > 0, v_ref2, 1.0), 1.0)
-        acc_pow2 = acc_pow2 * alpha.unsqueeze(-1) + (fp8(p * ratio2.unsqueeze(-2) * FP8_E4M3_MAX)
-                                                     @ v8_pow2_pad[:, :, keys]) * v_ref2.unsqueeze(-1)
-        p8 = fp8(p * FP8_E4M3_MAX)
-        l8_192 = l8_192 * alpha + p8.sum(-1)
-        acc_channel192 = acc_channel192 * alpha.unsqueeze(-1) + p8 @ v8_channel[:, :, keys]
-        m = m_new
+        v_ref = scales[..., first:first + 2].amax(-1, keepdim=True)  # (B, H, 1)
+        ratio = torch.where(v_ref > 0, scales[..., cols // KV_TILE] / torch.where(v_ref > 0, v_ref, 1.0), 1.0)
+        return (fp8(p * ratio.unsqueeze(-2) * FP8_E4M3_MAX) @ v8[:, :, keys]) * v_ref.unsqueeze(-1)
+
+    rows, out = (b, h, length), (b, h, length, d)
+    l32, l8, l32_192, l8_192 = (torch.zeros(rows) for _ in range(4))
+    acc_tile, acc_exact, acc_channel, acc_fold, acc_pow2, acc_channel192 = (torch.zeros(out) for _ in range(6))
+    for t, keys, _, alpha, p in online_steps(KV_TILE):
+        p8, a = fp8(p * FP8_E4M3_MAX), alpha.unsqueeze(-1)
+        l32, l8 = l32 * alpha + p.sum(-1), l8 * alpha + p8.sum(-1)
+        acc_exact = acc_exact * a + (p8 @ v8_tile[:, :, keys]) * vs_tile[:, :, t, None, None]
+        acc_tile = acc_tile * a + (p8 @ v8_pow2[:, :, keys]) * vs_pow2[:, :, t, None, None]
+        acc_channel = acc_channel * a + p8 @ v8_channel[:, :, keys]
+    for _, keys, cols, alpha, p in online_steps(192):
+        p8, a = fp8(p * FP8_E4M3_MAX), alpha.unsqueeze(-1)
+        l32_192, l8_192 = l32_192 * alpha + p.sum(-1), l8_192 * alpha + p8.sum(-1)
+        acc_fold = acc_fold * a + folded_pv(p, keys, cols, vs_tile, v8_tile)
+        acc_pow2 = acc_pow2 * a + folded_pv(p, keys, cols, vs_pow2, v8_pow2)
+        acc_channel192 = acc_channel192 * a + p8 @ v8_channel[:, :, keys]
     return {
         "tile_fold192": acc_fold / (FP8_E4M3_MAX * l32_192.unsqueeze(-1)),
         "pow2_fold192": acc_pow2 / (FP8_E4M3_MAX * l32_192.unsqueeze(-1)),

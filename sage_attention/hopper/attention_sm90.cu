@@ -37,6 +37,7 @@
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
 #include "cta_order.cuh"
+#include "launch_setup.h"
 #include "online_softmax.cuh"
 #include "output_store.cuh"
 #include "wgmma.cuh"
@@ -551,13 +552,8 @@ void launch_kernel(const AttentionParams& p, const CtaGrid& g, cudaStream_t stre
   constexpr int kSmem = Smem<D, T>::kBytes + SAGE_SM90_DIAG_SMEM_PAD;
   auto kernel = attention_sm90_kernel<D, OutT, T, kQuantizeQ, kHeavyFirst>;
   // The shared-memory attribute is set once per device and instantiation (this function's own static).
-  static std::atomic<uint64_t> configured{0};  // one bit per device
-  int device = 0;
-  cudaGetDevice(&device);
-  if (device >= 64 || !((configured.load(std::memory_order_relaxed) >> device) & 1u)) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
-  }
+  static std::atomic<uint64_t> configured{0};
+  set_dynamic_smem_once(kernel, kSmem, configured);
   launch_overlapping_previous(kernel, g.grid, dim3(T::kThreads), kSmem, stream, p, g.log2_head_groups);
 }
 

@@ -35,6 +35,7 @@
 #include "../tile_layout.h"
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
+#include "launch_setup.h"
 #include "online_softmax.cuh"
 #include "output_store.cuh"
 #include "wgmma.cuh"
@@ -64,9 +65,6 @@ struct WsSmem {
   static constexpr int kBytes = 1024 + kBarriers + (2 + 2 * kStages) * 8;
 };
 
-__device__ __forceinline__ float power_of_two_log2(float r) { return float(int(__float_as_uint(r) >> 23) - 127); }
-__device__ __forceinline__ float power_of_two_inverse(float r) { return __uint_as_float((254u - (__float_as_uint(r) >> 23)) << 23); }
-
 template <typename OutT>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __grid_constant__ AttentionParams p, int) {
   using S = WsSmem;
@@ -77,7 +75,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + S::kBarriers);
   uint64_t* full = q_full + 1;
   uint64_t* empty = full + kStages;
-
   uint64_t* q_empty = empty + kStages;
 
   // Persistent: gridDim.x CTAs (at most one per SM) take the tiles (128 query rows of one head)
@@ -328,21 +325,10 @@ template <typename OutT>
 void launch_ws(const AttentionParams& p, cudaStream_t stream) {
   static_assert(WsSmem::kBytes + 1024 <= 228 * 1024, "one CTA per SM");
   auto kernel = attention_sm90_ws_kernel<OutT>;
-  static std::atomic<uint64_t> configured{0};  // one bit per device: the attribute is set once
-  int device = 0;
-  cudaGetDevice(&device);
-  if (device >= 64 || !((configured.load(std::memory_order_relaxed) >> device) & 1u)) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WsSmem::kBytes);
-    if (device < 64) configured.fetch_or(uint64_t(1) << device, std::memory_order_relaxed);
-  }
-  static int sm_count[64] = {};  // per device, asked once
-  int sms = device < 64 ? sm_count[device] : 0;
-  if (sms == 0) {
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    if (device < 64) sm_count[device] = sms;
-  }
+  static std::atomic<uint64_t> configured{0};  // this instantiation's: the attribute is set once per device
+  set_dynamic_smem_once(kernel, WsSmem::kBytes, configured);
   const int64_t tiles = ceil_div(p.q_len, kRows) * p.heads_q * p.batch;
-  const unsigned ctas = unsigned(std::min<int64_t>(tiles, std::max(sms, 1)));
+  const unsigned ctas = unsigned(std::min<int64_t>(tiles, current_device_sms()));
   launch_overlapping_previous(kernel, dim3(ctas), dim3(kThreads), WsSmem::kBytes, stream, p, 0);
 }
 
