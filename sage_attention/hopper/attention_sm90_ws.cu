@@ -122,12 +122,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (tl.bh * p.q_len_padded + tl.row0) * kD;
         const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + tl.bhk * p.kv_len_padded * kD;
         const uint8_t* v_src = p.v_fp8 + tl.bhk * p.n_kv_tiles * S::kVTile;
-        if (iter > 0) mbarrier_wait(q_empty, uint32_t(iter - 1) & 1u);
+        if (iter > 0) mbarrier_wait_suspending(q_empty, uint32_t(iter - 1) & 1u);
         mbarrier_arrive_expect_tx(q_full, S::kQ);
         bulk_copy_g2s(q_s, q_src, S::kQ, q_full);
         for (int t = 0; t < n_steps; ++t, ++g) {
           const int stage = int(g % kStages);
-          if (g >= kStages) mbarrier_wait(&empty[stage], uint32_t(g / kStages - 1) & 1u);
+          if (g >= kStages) mbarrier_wait_suspending(&empty[stage], uint32_t(g / kStages - 1) & 1u);
           const int64_t key0 = int64_t(t) * kStepKeys;
           // K is padded to whole 128-key tiles: the last step may hold fewer rows (the rest of the
           // stage keeps earlier int8 rows, finite, and their keys are masked).
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         }
       }
       // Leave only when the consumers have read every stage (no copy in flight at exit).
-      for (int64_t u = max(int64_t(0), g - kStages); u < g; ++u) mbarrier_wait(&empty[u % kStages], uint32_t(u / kStages) & 1u);
+      for (int64_t u = max(int64_t(0), g - kStages); u < g; ++u) mbarrier_wait_suspending(&empty[u % kStages], uint32_t(u / kStages) & 1u);
     }
     return;
   }
@@ -172,11 +172,18 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
   if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
 
+  // The ring position of the next step to read (stage, and the parity of its fill) and the stage of
+  // the step whose P·V is pending: running counters, carried across tiles like the producer's. (As
+  // a 64-bit step count taken modulo 3 they cost ~30 uniform-datapath instructions per step inside
+  // the turn, where the other consumer waits for them: ncu, session 18.)
+
   int iter = 0;
   for (int64_t tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++iter) {
     const Tile tl = tile_at(tile);
-    const bool last_tile = tile + gridDim.x >= n_tiles;
     const int64_t g0 = int64_t(iter) * n_steps;  // steps of the earlier tiles (stage and phase)
+    const int step_base = int(g0 % kStages) + kStages;  // + kStages: (step_base + t - 1) stays >= 0
+    const uint32_t parity_base = uint32_t(g0 / kStages + 1) & 1u;  // the + kStages above is one use more
+    const bool last_tile = tile + gridDim.x >= n_tiles;
     const int64_t row_a = tl.row0 + cw * 64 + warp * 16 + g, row_b = row_a + 8;
     const float qs_a = row_a < p.q_len ? p.q_scale[tl.bh * p.q_len + row_a] : 0.f;
     const float qs_b = row_b < p.q_len ? p.q_scale[tl.bh * p.q_len + row_b] : 0.f;
@@ -196,10 +203,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     // branch makes ptxas serialize every wgmma of the kernel (C7520).
     auto point = [&](auto odd, auto pv, auto qk, int t) {
       constexpr bool kOdd = decltype(odd)::value, has_pv = decltype(pv)::value, has_qk = decltype(qk)::value;
-      const int64_t gs = g0 + t;  // this CTA's step count: stage and phase
-      const int stage = int(gs % kStages), prev_stage = int((gs + kStages - 1) % kStages);
+      const int gs = step_base + t;  // this tile's steps counted from its first stage use
+      const int stage = gs % kStages, prev_stage = (gs + kStages - 1) % kStages;
+      const uint32_t parity = (uint32_t(gs / kStages) ^ parity_base) & 1u;
       const int kb = 3 * t;
-      const int64_t tile_a = (3 * int64_t(t)) / 2;
+      const int tile_a = (3 * t) / 2;
       float ks0 = 0.f, ks1 = 0.f, ks2 = 0.f, vs_a = 0.f, vs_b = 0.f;
       if constexpr (has_qk) {  // the step's scales, loaded before the waits (L2 hits, used after Q·Kᵀ)
         ks0 = k_scales[kb];
@@ -207,10 +215,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         ks2 = kb + 2 < p.n_k_scale_blocks ? k_scales[kb + 2] : 0.f;
         vs_a = v_scales[tile_a];
         vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
-        mbarrier_wait(&full[stage], uint32_t(gs / kStages) & 1u);
+        mbarrier_wait(&full[stage], parity);
       }
-      turn_wait(cw);
+      // O's rescale and P's packing (end of the previous point) are done before the turn is taken:
+      // left to the compiler, they sink past the barrier, into the turn the other consumer waits on.
       fence_regs(acc);
+#pragma unroll
+      for (int c = 0; c < 6; ++c) fence_regs(p_frag[c]);
+      turn_wait(cw);
       wgmma_fence();
       // Q·Kᵀ(t) first, in its own commit group: the wait below lets the softmax start while P·V(t-1)
       // still runs (FA3's intra-warpgroup overlap).
@@ -259,10 +271,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
       const float f[2][3] = {{qs_a * ks0, qs_a * ks1, qs_a * ks2}, {qs_b * ks0, qs_b * ks1, qs_b * ks2}};
       // V folding: ratios to the larger scale, powers of two (a tile of scale 0 keeps ratio 1).
+      // All scales are powers of two: a product with the exact inverse, not an IEEE division.
       const float v_ref = fmaxf(vs_a, vs_b);
+      const float inv_v_ref = power_of_two_inverse(v_ref);
       StepVFold fold;
-      const float r_a = vs_a > 0.f && v_ref > 0.f ? vs_a / v_ref : 1.f;
-      const float r_b = vs_b > 0.f && v_ref > 0.f ? vs_b / v_ref : 1.f;
+      const float r_a = vs_a > 0.f && v_ref > 0.f ? vs_a * inv_v_ref : 1.f;
+      const float r_b = vs_b > 0.f && v_ref > 0.f ? vs_b * inv_v_ref : 1.f;
       fold.log2_ratio[0] = power_of_two_log2(r_a);
       fold.log2_ratio[1] = power_of_two_log2(r_b);
       fold.inv_ratio[0] = power_of_two_inverse(r_a);
@@ -280,7 +294,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       finish_pv();  // P and O are free again
       pack_p(x, p_frag);
       // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
-      const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit / v_ref : 1.f;
+      const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit * inv_v_ref : 1.f;
       if (v_ref > 0.f) v_unit = v_ref;
 #pragma unroll
       for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
@@ -295,10 +309,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       point(True{}, True{}, True{}, t);
       point(False{}, True{}, True{}, t + 1);
     }
+    // The lse's shift rows, loaded while the last P·V runs (read in the epilogue, they stalled it
+    // on the L2's latency: ~2% of the consumers' samples at 4k tokens).
+    float lse_shift[2] = {0.f, 0.f};
+    auto load_lse_shift = [&] {
+      if (t4 == 0 && row_a < p.q_len) lse_shift[0] = p.lse_shift[tl.bh * p.q_len + row_a];
+      if (t4 == 0 && row_b < p.q_len) lse_shift[1] = p.lse_shift[tl.bh * p.q_len + row_b];
+    };
     if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
       point(True{}, True{}, True{}, t);
+      load_lse_shift();
       point(False{}, True{}, False{}, t + 1);
     } else {  // t == n_steps, odd: the last P·V, of the even step n_steps - 1
+      load_lse_shift();
       point(True{}, True{}, False{}, t);
     }
 
@@ -315,7 +338,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       store_o_row<kD>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
       if (t4 == 0) {
         p.lse[tl.bh * p.q_len + row] =
-            has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + p.lse_shift[tl.bh * p.q_len + row] : -INFINITY;
+            has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + lse_shift[half] : -INFINITY;
       }
     }
   }  // tiles

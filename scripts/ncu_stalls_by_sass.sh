@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Where do one kernel's warps wait? Nsight Compute's warp-state samples per SASS instruction for
+# our kernel alone (attention_quantized on quantize_qkv's output), one launch, head_dim 128:
+#   [SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192] bash scripts/ncu_stalls_by_sass.sh B,L,H OUT_DIR [causal]
+# Writes OUT_DIR/stalls_<pin>_<B>x<L>x<H>.csv (one row per instruction: address, SASS, samples per
+# stall reason) and the .ncu-rep beside it; summarize with scripts/summarize_sass_stalls.py.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="/tmp/sage_site${PYTHONPATH:+:$PYTHONPATH}"
+IFS=, read -r B L H <<<"$1"
+out_dir="$2"; causal="${3:+True}"; causal="${causal:-False}"
+mkdir -p "$out_dir"
+tag="${SAGE_ATTENTION_FORCE_KERNEL:-dispatched}_${B}x${L}x${H}$([ "$causal" = True ] && echo _causal)"
+ncu --kernel-name regex:attention_sm90 --launch-skip 3 --launch-count 1 \
+  --section WarpStateStats --section SourceCounters --import-source no -f -o "$out_dir/stalls_$tag" python3 -c "
+import torch, kernels, pathlib
+k = kernels.get_local_kernel(pathlib.Path('build'))
+x = [torch.randn($B, $L, $H, 128, device='cuda', dtype=torch.bfloat16) * torch.randint(1, 5, ($B, $L, $H, 128), device='cuda') for _ in range(3)]
+z = k.quantize_qkv(*x)
+for _ in range(5): k.attention_quantized(z, kv_len=$L, head_dim=128, is_causal=$causal, out_dtype=torch.bfloat16)
+torch.cuda.synchronize()
+" > "$out_dir/stalls_$tag.log" 2>&1
+ncu -i "$out_dir/stalls_$tag.ncu-rep" --page source --csv --print-source sass > "$out_dir/stalls_$tag.csv" 2>>"$out_dir/stalls_$tag.log"
+echo "$out_dir/stalls_$tag.csv: $(wc -l < "$out_dir/stalls_$tag.csv") lines"
