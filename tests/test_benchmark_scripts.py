@@ -54,3 +54,23 @@ def test_v_recipe_study_matches_the_emulation_on_a_small_shape():
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert all(f"{name}: cos" in run.stdout for name in ["tile", "tile_l8", "channel_l32", "channel"])
+
+
+def test_stall_summary_sums_samples_by_loop_body(tmp_path):
+    # A miniature of Nsight Compute's source page (SASS view), as ncu_stalls_by_sass.sh writes it:
+    # a kernel-name line, the header, one row per instruction.
+    header = ["Address", "Source", "Warp Stall Sampling (All Samples)", "Instructions Executed", "stall_wait",
+              "stall_barrier", "stall_wait (Not Issued)"]
+    rows = [["0x1000", "LDC R1, c[0x0][0x28]", "2", "4", "2", "0", "2"],
+            ["0x1010", "MUFU.EX2 R2, R3", "30", "40", "20", "0", "20"],
+            ["0x1020", "@!P0 BAR.SYNC R0, 0x100", "50", "40", "0", "50", "0"],
+            ["0x1030", "EXIT", "0", "4", "0", "0", "0"]]
+    path = tmp_path / "stalls.csv"
+    path.write_text('"Kernel Name","k"\n' + "\n".join(",".join(f'"{c}"' for c in r) for r in [header] + rows) + "\n")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "summarize_sass_stalls.py"), str(path), "--per-visit",
+                          "40"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "88 instructions executed, 82 samples" in run.stdout
+    assert "barrier 61.0%" in run.stdout and "wait 26.8%" in run.stdout
+    assert "0x000010-0x000020  x40" in run.stdout  # the loop body: two instructions run 40 times
+    assert "instructions executed 40 times: 2" in run.stdout and "MUFU 1, BAR 1" in run.stdout
