@@ -172,15 +172,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
   if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
 
-  // The ring position of the next step to read (stage, and the parity of its fill) and the stage of
-  // the step whose P·V is pending: running counters, carried across tiles like the producer's. (As
-  // a 64-bit step count taken modulo 3 they cost ~30 uniform-datapath instructions per step inside
-  // the turn, where the other consumer waits for them: ncu, session 18.)
-
   int iter = 0;
   for (int64_t tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++iter) {
     const Tile tl = tile_at(tile);
-    const int64_t g0 = int64_t(iter) * n_steps;  // steps of the earlier tiles (stage and phase)
+    // The ring position of step t (stage, and the parity of its fill) from a per-tile int32 base:
+    // taken per step from the CTA's 64-bit step count modulo 3, it cost ~30 uniform-datapath
+    // instructions inside the turn, where the other consumer waits for them (ncu, session 18).
+    const int64_t g0 = int64_t(iter) * n_steps;  // steps of the earlier tiles
     const int step_base = int(g0 % kStages) + kStages;  // + kStages: (step_base + t - 1) stays >= 0
     const uint32_t parity_base = uint32_t(g0 / kStages + 1) & 1u;  // the + kStages above is one use more
     const bool last_tile = tile + gridDim.x >= n_tiles;
