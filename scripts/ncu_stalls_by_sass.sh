@@ -12,13 +12,7 @@ out_dir="$2"; causal="${3:+True}"; causal="${causal:-False}"
 mkdir -p "$out_dir"
 tag="${SAGE_ATTENTION_FORCE_KERNEL:-dispatched}_${B}x${L}x${H}$([ "$causal" = True ] && echo _causal)"
 ncu --kernel-name regex:attention_sm90 --launch-skip 3 --launch-count 1 \
-  --section WarpStateStats --section SourceCounters --import-source no -f -o "$out_dir/stalls_$tag" python3 -c "
-import torch, kernels, pathlib
-k = kernels.get_local_kernel(pathlib.Path('build'))
-x = [torch.randn($B, $L, $H, 128, device='cuda', dtype=torch.bfloat16) * torch.randint(1, 5, ($B, $L, $H, 128), device='cuda') for _ in range(3)]
-z = k.quantize_qkv(*x)
-for _ in range(5): k.attention_quantized(z, kv_len=$L, head_dim=128, is_causal=$causal, out_dtype=torch.bfloat16)
-torch.cuda.synchronize()
-" > "$out_dir/stalls_$tag.log" 2>&1
+  --section WarpStateStats --section SourceCounters --import-source no -f -o "$out_dir/stalls_$tag" \
+  python3 scripts/profiled_attention_launches.py "$B,$L,$H" $([ "$causal" = True ] && echo --causal) > "$out_dir/stalls_$tag.log" 2>&1
 ncu -i "$out_dir/stalls_$tag.ncu-rep" --page source --csv --print-source sass > "$out_dir/stalls_$tag.csv" 2>>"$out_dir/stalls_$tag.log"
 echo "$out_dir/stalls_$tag.csv: $(wc -l < "$out_dir/stalls_$tag.csv") lines"

@@ -24,14 +24,7 @@ for shape in "${SHAPES[@]}"; do
   for tiling in ${TILINGS:-dispatched}; do
   echo "=== ours ($tiling), attention_quantized ${B}x${L}x${H}x128"
   [ "$tiling" = dispatched ] && unset SAGE_ATTENTION_FORCE_KERNEL || export SAGE_ATTENTION_FORCE_KERNEL=$tiling
-  ncu --kernel-name regex:attention_sm90 --launch-skip 3 --launch-count 1 --metrics "$METRICS" python3 -c "
-import torch, kernels, pathlib
-k = kernels.get_local_kernel(pathlib.Path('build'))
-x = [torch.randn($B, $L, $H, 128, device='cuda', dtype=torch.bfloat16) * torch.randint(1, 5, ($B, $L, $H, 128), device='cuda') for _ in range(3)]
-z = k.quantize_qkv(*x)
-for _ in range(5): k.attention_quantized(z, kv_len=$L, head_dim=128, is_causal=False, out_dtype=torch.bfloat16)
-torch.cuda.synchronize()
-" 2>&1 | grep -E "^\s+(gpu__|sm__|smsp__|launch__|dram__|lts__)" | sed 's/  */ /g'
+  ncu --kernel-name regex:attention_sm90 --launch-skip 3 --launch-count 1 --metrics "$METRICS" python3 scripts/profiled_attention_launches.py "$B,$L,$H" 2>&1 | grep -E "^\s+(gpu__|sm__|smsp__|launch__|dram__|lts__)" | sed 's/  */ /g'
   done
   unset SAGE_ATTENTION_FORCE_KERNEL
   for lib in ${FA3_LIBS:-.peer .peer/n128 .peer/n192}; do
