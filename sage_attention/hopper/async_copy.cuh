@@ -1,7 +1,7 @@
-// Bulk global -> shared copies completing on mbarriers (sm_90). The quantized
-// tiles are stored contiguously in the tensor cores' order (tile_layout.h), so a
-// 1-D bulk copy per tile is enough: no tensor map, no per-thread copy loop, and
-// the async proxy that writes the tile is the one wgmma reads it with.
+// Bulk copies (sm_90): global -> shared completing on mbarriers, and shared -> global in bulk
+// groups. The quantized tiles are stored contiguously in the tensor cores' order (tile_layout.h),
+// so a 1-D bulk copy per tile is enough: no tensor map, no per-thread copy loop, and the async
+// proxy that writes the tile is the one wgmma reads it with.
 #pragma once
 #include <cstdint>
 
@@ -68,6 +68,32 @@ __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32
                    smem_addr(dst)),
                "l"(src), "r"(bytes), "r"(smem_addr(bar))
                : "memory");
+}
+
+// ---- Shared -> global bulk stores (the warp-specialized kernel's epilogue) ----
+// Orders this thread's earlier generic-proxy shared-memory writes (st.shared, stmatrix) before
+// later async-proxy reads of them (a bulk store issued after a barrier or __syncwarp).
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// `bytes` (multiple of 16, both ends 16-byte aligned) from shared to global, in this thread's
+// current bulk group.
+__device__ __forceinline__ void bulk_copy_s2g(void* dst, const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Until at most N of this thread's bulk groups still read their shared-memory source (the
+// source may be written again after this).
+template <int N>
+__device__ __forceinline__ void bulk_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+// Until at most N of this thread's bulk groups are incomplete (their global writes done).
+template <int N>
+__device__ __forceinline__ void bulk_store_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 }  // namespace sm90

@@ -61,7 +61,8 @@ struct WsSmem {
   static constexpr int kK = kStepKeys * kD;     // 24 KB
   static constexpr int kVTile = kD * kKvTile;   // 16 KB, one pre-pass Vᵀ tile
   static constexpr int kStage = kK + 2 * kVTile;
-  static constexpr int kBarriers = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
+  static constexpr int kO = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
+  static constexpr int kBarriers = kO + kRows * kStagedRowBytes;  // the epilogue's staged O rows
   static constexpr int kBytes = 1024 + kBarriers + (2 + 2 * kStages) * 8;
 };
 
@@ -72,6 +73,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
   uint8_t* q_s = smem;
   uint8_t* stage_s = smem + S::kQ;  // stage s: K rows, then Vᵀ tile A, then Vᵀ tile B
+  uint8_t* o_s = smem + S::kO;
   uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + S::kBarriers);
   uint64_t* full = q_full + 1;
   uint64_t* empty = full + kStages;
@@ -155,9 +157,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
-  const bool whole_aligned_rows =
-      p.head_dim == kD && ((reinterpret_cast<uintptr_t>(p.out) |
-                            uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
+  const uintptr_t out_alignment =
+      reinterpret_cast<uintptr_t>(p.out) | uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT);
+  const bool whole_aligned_rows = p.head_dim == kD && (out_alignment & 3) == 0;
+  // Whole rows at 16-byte-aligned addresses leave through shared memory as bulk stores
+  // (output_store.cuh stage_o_rows); other layouts and padded head dims store from registers.
+  const bool staged_rows = p.head_dim == kD && (out_alignment & 15) == 0;
+  uint8_t* const warp_o_s = o_s + (cw * 64 + warp * 16) * kStagedRowBytes;
   int s_int[96];
 #pragma unroll
   for (int i = 0; i < 96; ++i) s_int[i] = 0;
@@ -172,6 +178,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
   if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
 
+  // A tile's Q scales are loaded during the previous tile's last P·V (at a tile's start they
+  // stalled the first softmax on the L2's latency: ~0.6% of the consumers' samples at 4k tokens).
+  const int row_in_tile = cw * 64 + warp * 16 + g;
+  auto load_q_scales = [&](const Tile& x, float (&qs)[2]) {
+    const int64_t ra = x.row0 + row_in_tile, rb = ra + 8;
+    qs[0] = ra < p.q_len ? p.q_scale[x.bh * p.q_len + ra] : 0.f;
+    qs[1] = rb < p.q_len ? p.q_scale[x.bh * p.q_len + rb] : 0.f;
+  };
+  float q_scales[2];
+  load_q_scales(tile_at(blockIdx.x), q_scales);
   int iter = 0;
   for (int64_t tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++iter) {
     const Tile tl = tile_at(tile);
@@ -182,9 +198,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     const int step_base = int(g0 % kStages) + kStages;  // + kStages: (step_base + t - 1) stays >= 0
     const uint32_t parity_base = uint32_t(g0 / kStages + 1) & 1u;  // the + kStages above is one use more
     const bool last_tile = tile + gridDim.x >= n_tiles;
-    const int64_t row_a = tl.row0 + cw * 64 + warp * 16 + g, row_b = row_a + 8;
-    const float qs_a = row_a < p.q_len ? p.q_scale[tl.bh * p.q_len + row_a] : 0.f;
-    const float qs_b = row_b < p.q_len ? p.q_scale[tl.bh * p.q_len + row_b] : 0.f;
+    const int64_t row_a = tl.row0 + row_in_tile, row_b = row_a + 8;
+    const float qs_a = q_scales[0], qs_b = q_scales[1];
     const float* k_scales = p.k_scale + tl.bhk * p.n_k_scale_blocks;
     const float* v_scales = p.v_scale + tl.bhk * p.n_kv_tiles;
     float acc[64];
@@ -309,10 +324,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     }
     // The lse's shift rows, loaded while the last P·V runs (read in the epilogue, they stalled it
     // on the L2's latency: ~2% of the consumers' samples at 4k tokens).
+    // The next tile's Q scales, too.
     float lse_shift[2] = {0.f, 0.f};
     auto load_lse_shift = [&] {
       if (t4 == 0 && row_a < p.q_len) lse_shift[0] = p.lse_shift[tl.bh * p.q_len + row_a];
       if (t4 == 0 && row_b < p.q_len) lse_shift[1] = p.lse_shift[tl.bh * p.q_len + row_b];
+      if (!last_tile) load_q_scales(tile_at(tile + gridDim.x), q_scales);
     };
     if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
       point(True{}, True{}, True{}, t);
@@ -325,21 +342,40 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
 
     // Epilogue (as attention_sm90.cu's): quad sums, one division per row, O and lse.
     const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};
+    float norm[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) norm[half] = row_sum[half] > 0.f ? __fdiv_rn(v_unit, row_sum[half]) : 0.f;
+    if (staged_rows) {
+      // The lanes that stored the previous tile's rows wait until those stores have read the
+      // staging rows (a whole tile ago: no wait in practice) before the warp writes them again.
+      if (iter > 0 && lane < 16) bulk_store_wait_read<0>();
+      __syncwarp();
+      stage_o_rows<OutT>(warp_o_s, acc, norm[0], norm[1], lane);
+      fence_proxy_async_shared();  // the rows written above, before the bulk stores read them
+      __syncwarp();
+      const int64_t row = tl.row0 + cw * 64 + warp * 16 + lane;
+      if (lane < 16 && row < p.q_len) {
+        OutT* out = static_cast<OutT*>(p.out) + tl.b * p.out_stride_batch + row * p.out_stride_seq + tl.h * p.out_stride_head;
+        bulk_copy_s2g(out, warp_o_s + lane * kStagedRowBytes, kD * sizeof(OutT));
+      }
+      if (lane < 16) bulk_store_commit();
+    }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t row = half ? row_b : row_a;
       const float l = row_sum[half], m = half ? state_b.m : state_a.m;
       if (row >= p.q_len) continue;
-      const bool has_keys = l > 0.f;
-      const float norm = has_keys ? __fdiv_rn(v_unit, l) : 0.f;
-      OutT* out = static_cast<OutT*>(p.out) + tl.b * p.out_stride_batch + row * p.out_stride_seq + tl.h * p.out_stride_head;
-      store_o_row<kD>(out, acc, half, t4, norm, whole_aligned_rows, p.head_dim);
+      if (!staged_rows) {
+        OutT* out = static_cast<OutT*>(p.out) + tl.b * p.out_stride_batch + row * p.out_stride_seq + tl.h * p.out_stride_head;
+        store_o_row<kD>(out, acc, half, t4, norm[half], whole_aligned_rows, p.head_dim);
+      }
       if (t4 == 0) {
-        p.lse[tl.bh * p.q_len + row] =
-            has_keys ? (m + log2f(l) - kLog2PScale) * kLn2 + lse_shift[half] : -INFINITY;
+        p.lse[tl.bh * p.q_len + row] = l > 0.f ? (m + log2f(l) - kLog2PScale) * kLn2 + lse_shift[half] : -INFINITY;
       }
     }
   }  // tiles
+  // The staged rows' bulk stores read shared memory, which ends with the CTA: wait for them.
+  if (staged_rows && lane < 16) bulk_store_wait<0>();
 }
 
 template <typename OutT>

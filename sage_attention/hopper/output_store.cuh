@@ -1,10 +1,12 @@
 // Writing a warpgroup's O rows (the wgmma m64nD accumulator: acc[4j + 2*half], acc[4j + 2*half + 1]
 // hold channels 8j + 2*t4 and +1 of row g + 8*half) to the output in its dtype, normalised.
-// Shared by the Hopper kernels (attention_sm90.cu, attention_sm90_ws.cu).
+// Shared by the Hopper kernels (attention_sm90.cu, attention_sm90_ws.cu); the staged form below is
+// the warp-specialized kernel's.
 #pragma once
 #include <cstdint>
 
 #include "../type_utils.cuh"
+#include "async_copy.cuh"
 
 namespace sage {
 namespace sm90 {
@@ -46,6 +48,41 @@ __device__ __forceinline__ void store_o_row(T* out, const float* acc, int half, 
       const int c = 8 * j + 2 * t4;
       if (c < head_dim) store_pair(out + c, acc[4 * j + 2 * half] * norm, acc[4 * j + 2 * half + 1] * norm, c + 1 < head_dim);
     }
+  }
+}
+
+// ---- Staged rows (the warp-specialized kernel): registers -> shared memory -> bulk stores ----
+// A warp's 16 rows of O, normalised and in the output dtype, go to shared memory by stmatrix (8
+// instructions per thread instead of 32 scattered 4-byte global stores), and each row then leaves
+// as one 256-byte bulk store (async_copy.cuh), issued by one lane: the warp's stores no longer
+// queue in the load/store unit behind each other, and the next tile starts while they drain.
+// Rows sit kStagedRowBytes apart: 256 bytes plus 16, so the 8 rows of an 8x8 matrix fall on
+// different banks (at a 256-byte pitch all 8 would hit the same four).
+constexpr int kStagedRowBytes = 128 * 2 + 16;
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float x, float y) {
+  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
+  return *reinterpret_cast<const uint32_t*>(pair);
+}
+
+// Writes this warp's 16 rows x 128 channels (acc: the wgmma m64n128 fragment of the warp's
+// threads; rows g and g + 8 times norm_a and norm_b) to `rows` (row r at r * kStagedRowBytes).
+// stmatrix's 8x8 matrices are exactly the fragment's (row g, channels 8j + 2*t4, +1), so matrix
+// (half, chunk j) is the register pair acc[4j + 2*half], +1; lane L gives the address of row L % 8
+// of matrix L / 8 of each x4 call.
+template <typename T>
+__device__ __forceinline__ void stage_o_rows(uint8_t* rows, const float* acc, float norm_a, float norm_b, int lane) {
+  const int k = lane / 8;
+  const uint32_t row_addr = smem_addr(rows) + uint32_t((lane % 8 + 8 * (k & 1)) * kStagedRowBytes + 16 * (k >> 1));
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {  // chunks 2c (matrices 0, 1: rows g, g + 8) and 2c + 1 (matrices 2, 3)
+    const float* a = acc + 8 * c;
+    const uint32_t r0 = pack_pair<T>(a[0] * norm_a, a[1] * norm_a), r1 = pack_pair<T>(a[2] * norm_b, a[3] * norm_b);
+    const uint32_t r2 = pack_pair<T>(a[4] * norm_a, a[5] * norm_a), r3 = pack_pair<T>(a[6] * norm_b, a[7] * norm_b);
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(row_addr + 32 * c), "r"(r0),
+                 "r"(r1), "r"(r2), "r"(r3)
+                 : "memory");
   }
 }
 
