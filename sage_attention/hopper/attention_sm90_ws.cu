@@ -16,6 +16,8 @@
 //    registers), hands the turn over, waits for Q·Kᵀ alone, runs the online softmax over 192 keys
 //    (online_softmax.cuh softmax_step192) while its P·V finishes, then packs P (FP8) and rescales
 //    O by alpha * v_unit / v_ref; the other consumer's wgmmas run meanwhile (FA3's schedule).
+//    After a tile's last P·V it writes its O rows through shared memory, one bulk store per row
+//    (output_store.cuh stage_o_rows), and takes the next tile without waiting for the stores.
 // A step spans 1.5 of the pre-pass's 128-key tiles: even steps all of tile 3u and the first half
 // of 3u+1, odd steps the second half of 3u+1 and all of 3u+2. The two tiles' V scales are powers
 // of two (type_utils.cuh pow2_scale), so each tile's ratio to the larger is folded into P before

@@ -11,11 +11,17 @@
 namespace sage {
 namespace sm90 {
 
+// Two adjacent channels in the output dtype as one 32-bit word, the first in the low half.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float x, float y) {
+  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
+  return *reinterpret_cast<const uint32_t*>(pair);
+}
+
 // Two adjacent channels as one 32-bit store; dst must be 4-byte aligned.
 template <typename T>
 __device__ __forceinline__ void store_aligned_pair(T* dst, float x, float y) {
-  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
-  *reinterpret_cast<uint32_t*>(dst) = *reinterpret_cast<const uint32_t*>(pair);
+  *reinterpret_cast<uint32_t*>(dst) = pack_pair<T>(x, y);
 }
 
 // One or two channels at any alignment (both: x and y, else x alone).
@@ -59,12 +65,6 @@ __device__ __forceinline__ void store_o_row(T* out, const float* acc, int half, 
 // Rows sit kStagedRowBytes apart: 256 bytes plus 16, so the 8 rows of an 8x8 matrix fall on
 // different banks (at a 256-byte pitch all 8 would hit the same four).
 constexpr int kStagedRowBytes = 128 * 2 + 16;
-
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float x, float y) {
-  const T pair[2] = {from_float<T>(x), from_float<T>(y)};
-  return *reinterpret_cast<const uint32_t*>(pair);
-}
 
 // Writes this warp's 16 rows x 128 channels (acc: the wgmma m64n128 fragment of the warp's
 // threads; rows g and g + 8 times norm_a and norm_b) to `rows` (row r at r * kStagedRowBytes).
