@@ -515,9 +515,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kCtasPerSm)
   // then a multiply per element), write O (only real rows and channels) and lse.
   const float row_sum[2] = {quad_sum(state_a.l), quad_sum(state_b.l)};  // every lane: full-warp shuffles
   // Whole aligned rows take the test-free stores (output_store.cuh).
-  const bool whole_aligned_rows =
-      p.head_dim == D && ((reinterpret_cast<uintptr_t>(p.out) |
-                           uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT)) & 3) == 0;
+  const bool whole_aligned_rows = p.head_dim == D && (output_alignment<OutT>(p) & 3) == 0;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t row = half ? row_b : row_a;

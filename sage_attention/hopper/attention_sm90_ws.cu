@@ -159,13 +159,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
-  const uintptr_t out_alignment =
-      reinterpret_cast<uintptr_t>(p.out) | uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(OutT);
+  const uintptr_t out_alignment = output_alignment<OutT>(p);
   const bool whole_aligned_rows = p.head_dim == kD && (out_alignment & 3) == 0;
   // Whole rows at 16-byte-aligned addresses leave through shared memory as bulk stores
   // (output_store.cuh stage_o_rows); other layouts and padded head dims store from registers.
   const bool staged_rows = p.head_dim == kD && (out_alignment & 15) == 0;
-  uint8_t* const warp_o_s = o_s + (cw * 64 + warp * 16) * kStagedRowBytes;
+  const int warp_row0 = cw * 64 + warp * 16;  // this warp's first row in the tile
+  uint8_t* const warp_o_s = o_s + warp_row0 * kStagedRowBytes;
   int s_int[96];
 #pragma unroll
   for (int i = 0; i < 96; ++i) s_int[i] = 0;
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
 
   // A tile's Q scales are loaded during the previous tile's last P·V (at a tile's start they
   // stalled the first softmax on the L2's latency: ~0.6% of the consumers' samples at 4k tokens).
-  const int row_in_tile = cw * 64 + warp * 16 + g;
+  const int row_in_tile = warp_row0 + g;
   auto load_q_scales = [&](const Tile& x, float (&qs)[2]) {
     const int64_t ra = x.row0 + row_in_tile, rb = ra + 8;
     qs[0] = ra < p.q_len ? p.q_scale[x.bh * p.q_len + ra] : 0.f;
@@ -324,21 +324,22 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       point(True{}, True{}, True{}, t);
       point(False{}, True{}, True{}, t + 1);
     }
-    // The lse's shift rows, loaded while the last P·V runs (read in the epilogue, they stalled it
-    // on the L2's latency: ~2% of the consumers' samples at 4k tokens).
-    // The next tile's Q scales, too.
+    // Loaded while the last P·V runs: the lse's shift rows (read in the epilogue, they stalled it
+    // on the L2's latency: ~2% of the consumers' samples at 4k tokens) and the next tile's Q
+    // scales. The next tile is decoded here and again at its start: carried through the epilogue
+    // instead, it made ptxas spill 20 bytes.
     float lse_shift[2] = {0.f, 0.f};
-    auto load_lse_shift = [&] {
+    auto load_during_last_pv = [&] {
       if (t4 == 0 && row_a < p.q_len) lse_shift[0] = p.lse_shift[tl.bh * p.q_len + row_a];
       if (t4 == 0 && row_b < p.q_len) lse_shift[1] = p.lse_shift[tl.bh * p.q_len + row_b];
       if (!last_tile) load_q_scales(tile_at(tile + gridDim.x), q_scales);
     };
     if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
       point(True{}, True{}, True{}, t);
-      load_lse_shift();
+      load_during_last_pv();
       point(False{}, True{}, False{}, t + 1);
     } else {  // t == n_steps, odd: the last P·V, of the even step n_steps - 1
-      load_lse_shift();
+      load_during_last_pv();
       point(True{}, True{}, False{}, t);
     }
 
@@ -355,7 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       stage_o_rows<OutT>(warp_o_s, acc, norm[0], norm[1], lane);
       fence_proxy_async_shared();  // the rows written above, before the bulk stores read them
       __syncwarp();
-      const int64_t row = tl.row0 + cw * 64 + warp * 16 + lane;
+      const int64_t row = tl.row0 + warp_row0 + lane;
       if (lane < 16 && row < p.q_len) {
         OutT* out = static_cast<OutT*>(p.out) + tl.b * p.out_stride_batch + row * p.out_stride_seq + tl.h * p.out_stride_head;
         bulk_copy_s2g(out, warp_o_s + lane * kStagedRowBytes, kD * sizeof(OutT));

@@ -5,11 +5,19 @@
 #pragma once
 #include <cstdint>
 
+#include "../params.h"
 #include "../type_utils.cuh"
 #include "async_copy.cuh"
 
 namespace sage {
 namespace sm90 {
+
+// The output's base address OR its strides in bytes (the same for every thread of a launch): its
+// low bits bound the alignment of every row start, e.g. (x & 3) == 0 for 4-byte-aligned rows.
+template <typename T>
+__device__ __forceinline__ uintptr_t output_alignment(const AttentionParams& p) {
+  return reinterpret_cast<uintptr_t>(p.out) | uintptr_t(p.out_stride_batch | p.out_stride_seq | p.out_stride_head) * sizeof(T);
+}
 
 // Two adjacent channels in the output dtype as one 32-bit word, the first in the low half.
 template <typename T>
