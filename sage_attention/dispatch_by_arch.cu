@@ -6,9 +6,10 @@
 //
 // SAGE_ATTENTION_FORCE_KERNEL=simt makes every GPU run the portable kernel (read per
 // call, so tests can check the sm_80/sm_89 path on a Hopper machine); =sm90_wide or
-// =sm90_narrow pins the Hopper kernel's tiling (tests check both); =sm90_ws192 runs the
-// warp-specialized 192-key kernel where it applies (head_dim <= 128, non-causal) and the narrow
-// tiling elsewhere.
+// =sm90_narrow pins the Hopper kernel's tiling (tests check both; neither lets the warp-specialized
+// kernel run); =sm90_ws192 runs the warp-specialized 192-key kernel wherever it applies (head_dim
+// <= 128, non-causal) and the narrow tiling elsewhere. Unpinned, it runs where it is faster
+// (ws192_is_faster).
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -16,6 +17,7 @@
 
 #include "attention/attention_kernels.h"
 #include "dispatch_by_arch.h"
+#include "quant_config.h"
 
 namespace sage {
 namespace {
@@ -48,6 +50,29 @@ Sm90Tiling sm90_tiling_for() {
   return forced("sm90_wide") ? Sm90Tiling::kWide : Sm90Tiling::kNarrow;
 }
 
+// The warp-specialized kernel (hopper/attention_sm90_ws.cu: 192-key steps, 128-row tiles taken in
+// turn by one persistent CTA per SM) against the narrow tiling, fwd (it on the pre-pass's INT8 Q,
+// narrow quantizing Q itself) and kernel alone, H100, one process (NOTES.md, session 20): from
+// 24k keys 1.8-3.5% faster (1x24576x40, 1x32768x24, wan 1x32760x40, 1x65536x8), level at 16k,
+// 2-12% slower below. Its per-tile ramp needs long rows, and its persistent schedule several
+// rounds of tiles over the SMs.
+bool ws192_is_faster(const AttentionParams& p, int device) {
+  constexpr int64_t kMinKeys = 24576, kMinRounds = 4;
+  if (p.kv_len < kMinKeys || p.head_dim != 128) return false;
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  return ceil_div(p.q_len, 128) * p.heads_q * p.batch >= kMinRounds * sms;
+}
+
+// On a Hopper device: whether these parameters run the warp-specialized kernel (which reads the
+// pre-pass's INT8 Q, so fwd's pre-pass then quantizes Q).
+bool runs_ws192(const AttentionParams& p, int device) {
+  if (launch_attention_sm90_ws192 == nullptr || forced("sm90_narrow") || forced("sm90_wide")) return false;
+  AttentionParams int8_q = p;
+  int8_q.q_input = StridedInput{};
+  return attention_sm90_ws192_takes(int8_q) && (forced("sm90_ws192") || ws192_is_faster(p, device));
+}
+
 }  // namespace
 
 void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStream_t stream) {
@@ -62,7 +87,7 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
       launch_attention_simt(p, out_bf16, stream);
       break;
     case AttentionKernel::kSm90:
-      if (forced("sm90_ws192") && launch_attention_sm90_ws192 != nullptr && attention_sm90_ws192_takes(p)) {
+      if (runs_ws192(p, device)) {
         launch_attention_sm90_ws192(p, out_bf16, stream);
       } else {
         launch_attention_sm90(p, out_bf16, sm90_tiling_for(), stream);
@@ -71,11 +96,10 @@ void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStre
   }
 }
 
-// Only the narrow tiling quantizes Q itself (the wide and the warp-specialized kernels read the
-// pre-pass's INT8 Q).
-bool attention_quantizes_q(int device) {
-  return choose(device) == AttentionKernel::kSm90 && sm90_tiling_for() == Sm90Tiling::kNarrow &&
-         !forced("sm90_ws192");
+// Only the narrow tiling quantizes Q itself; the wide and the warp-specialized kernels read the
+// pre-pass's INT8 Q, so where the warp-specialized kernel will run, fwd's pre-pass quantizes Q.
+bool attention_quantizes_q(const AttentionParams& p, int device) {
+  return choose(device) == AttentionKernel::kSm90 && sm90_tiling_for() == Sm90Tiling::kNarrow && !runs_ws192(p, device);
 }
 
 const char* attention_kernel_name(int device) {

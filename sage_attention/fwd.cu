@@ -155,28 +155,9 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   }
 }
 
-// q_input: the caller's Q when the attention kernel quantizes it (attention_quantizes_q), else null.
-void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse,
-                      const at::Tensor* q_input = nullptr, double softmax_scale = 0.0) {
-  if (s.q_len == 0) return;
-  if (s.kv_len == 0) {
-    out.zero_();
-    lse.fill_(-std::numeric_limits<float>::infinity());
-    return;
-  }
+// The shape part of the attention kernel's parameters (what the dispatch decides on).
+AttentionParams shape_params(const Shapes& s, bool is_causal) {
   AttentionParams p{};
-  p.q_int8 = qz.q_int8;
-  p.q_scale = qz.q_scale;
-  p.lse_shift = qz.lse_shift;
-  p.k_int8 = qz.k_int8;
-  p.k_scale = qz.k_scale;
-  p.v_fp8 = qz.v_fp8;
-  p.v_scale = qz.v_scale;
-  p.out = out.data_ptr();
-  p.out_stride_batch = out.stride(0);
-  p.out_stride_seq = out.stride(1);
-  p.out_stride_head = out.stride(2);
-  p.lse = lse.data_ptr<float>();
   p.batch = s.batch;
   p.heads_q = s.heads_q;
   p.heads_kv = s.heads_kv;
@@ -189,6 +170,31 @@ void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causa
   p.n_k_scale_blocks = s.n_k_scale_blocks;
   p.n_kv_tiles = s.n_kv_tiles;
   p.is_causal = is_causal;
+  return p;
+}
+
+// q_input: the caller's Q when the attention kernel quantizes it (attention_quantizes_q), else null.
+void run_attention_on(const QuantizedBuffers& qz, const Shapes& s, bool is_causal, at::Tensor& out, at::Tensor& lse,
+                      const at::Tensor* q_input = nullptr, double softmax_scale = 0.0) {
+  if (s.q_len == 0) return;
+  if (s.kv_len == 0) {
+    out.zero_();
+    lse.fill_(-std::numeric_limits<float>::infinity());
+    return;
+  }
+  AttentionParams p = shape_params(s, is_causal);
+  p.q_int8 = qz.q_int8;
+  p.q_scale = qz.q_scale;
+  p.lse_shift = qz.lse_shift;
+  p.k_int8 = qz.k_int8;
+  p.k_scale = qz.k_scale;
+  p.v_fp8 = qz.v_fp8;
+  p.v_scale = qz.v_scale;
+  p.out = out.data_ptr();
+  p.out_stride_batch = out.stride(0);
+  p.out_stride_seq = out.stride(1);
+  p.out_stride_head = out.stride(2);
+  p.lse = lse.data_ptr<float>();
   if (q_input != nullptr) {
     p.q_input = strided(*q_input);
     p.k_mean = qz.k_mean;
@@ -212,9 +218,12 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor&
   at::Tensor out = at::empty({s.batch, s.q_len, s.heads_q, s.head_dim}, q.options());
   at::Tensor lse = at::empty({s.batch, s.heads_q, s.q_len}, q.options().dtype(at::kFloat));
   if (s.q_len == 0) return {out, lse};
-  // On the Hopper kernel's narrow tiling the attention kernel quantizes Q itself (it reads its
-  // Q rows once anyway), so the pre-pass skips Q and Q's scratch is not allocated.
-  const bool q_in_kernel = attention_quantizes_q(q.get_device());
+  // Where the dispatch runs the Hopper kernel's narrow tiling for this shape, the attention kernel
+  // quantizes Q itself (it reads its Q rows once anyway), so the pre-pass skips Q and Q's scratch
+  // is not allocated; the warp-specialized kernel (long rows) reads the pre-pass's INT8 Q.
+  AttentionParams probe = shape_params(s, is_causal);
+  probe.q_input = strided(q);
+  const bool q_in_kernel = attention_quantizes_q(probe, q.get_device());
   // Two scratch allocations instead of one per tensor (host cost per call): the 8-bit
   // tensors (each a multiple of 8 KB), and the fp32 ones with the K-mean chunk sums first
   // (16-byte stores).

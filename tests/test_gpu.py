@@ -127,6 +127,12 @@ def test_every_output_element_is_written(sage):
         # The same under GQA: at 20000 keys a group holds at most 3 kv heads, so 7 kv heads take
         # 4 groups of 2 (4 query-head slots each): 16 slots for 14 query heads, 2 without a head.
         ((1, 300, 20000, 14, 7, 128, True), torch.bfloat16, False),
+        # The warp-specialized kernel (sm90_ws192): 720 tiles of 128 rows on at most 132 persistent
+        # CTAs, so each CTA's staging rows and Q tile are reused many times; "HND" strides, GQA, a
+        # last q block of 60 rows (its second consumer has none), 400 keys in steps of 192, 192, 16.
+        ((3, 700, 400, 40, 8, 128, False), torch.bfloat16, True),
+        # One 192-key step per tile (the tile's first point is also its last Q·Kᵀ), ~10 tiles per CTA.
+        ((2, 1000, 150, 80, 80, 128, False), torch.float16, False),
     ],
     ids=lambda x: shape_id(x) if isinstance(x, tuple) else str(x),
 )
@@ -142,6 +148,32 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
     qz = sage.quantize_qkv(q, k, v)
     out2, lse2 = sage.attention_quantized(qz, kv_len=lk, head_dim=d, is_causal=causal, out_dtype=q.dtype)
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
+def test_long_rows_dispatch_to_ws192(sage, monkeypatch):
+    """From 24576 keys (head_dim 128, non-causal) with at least four rounds of 128-row tiles over
+    the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu ws192_is_faster):
+    fwd and the kernel alone then equal that kernel pinned, bit for bit. One key fewer runs the
+    narrow tiling (its 128-key steps round differently)."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    h = 8
+    lq = 128 * -(-4 * sms // h)  # exactly enough tiles for four rounds
+    for lk, expected in ((24576, "sm90_ws192"), (24575, "sm90_narrow")):
+        q, k, v = gen_qkv(1, lq, lk, h, h, 128, device="cuda", seed=22)
+        runs = {}
+        for pin in (None, "sm90_ws192", "sm90_narrow"):
+            if pin is None:
+                monkeypatch.delenv("SAGE_ATTENTION_FORCE_KERNEL", raising=False)
+            else:
+                monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", pin)
+            out, lse = sage.fwd(q, k, v)
+            qz = sage.quantize_qkv(q, k, v)
+            runs[pin] = (out, lse) + tuple(sage.attention_quantized(qz, kv_len=lk, head_dim=128, is_causal=False,
+                                                                    out_dtype=q.dtype))
+        other = "sm90_narrow" if expected == "sm90_ws192" else "sm90_ws192"
+        assert all(torch.equal(a, b) for a, b in zip(runs[None], runs[expected])), (lk, expected)
+        assert not torch.equal(runs[None][0], runs[other][0]), (lk, other)
 
 
 @pytest.mark.parametrize("b, h, hkv", [(2, 5, 5), (1, 10, 5)], ids=["mha", "gqa"])

@@ -28,9 +28,9 @@ __attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool 
                                                  cudaStream_t stream);
 
 // Hopper kernel, warp-specialized with 192-key softmax steps (hopper/attention_sm90_ws.cu): a
-// producer warpgroup and two consumer warpgroups of 64 rows. Pinned with
-// SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 while it is measured against the narrow tiling; it takes
-// head_dim <= 128 padded to 128, non-causal, the pre-pass's INT8 Q (attention_sm90_ws192_takes).
+// producer warpgroup and two consumer warpgroups of 64 rows. The dispatch runs it where it beats
+// the narrow tiling (dispatch_by_arch.cu); it takes head_dim <= 128 padded to 128, non-causal, the
+// pre-pass's INT8 Q (attention_sm90_ws192_takes).
 __attribute__((weak)) bool attention_sm90_ws192_takes(const AttentionParams& p);
 __attribute__((weak)) void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
 

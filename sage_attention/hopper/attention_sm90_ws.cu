@@ -1,6 +1,7 @@
-// Hopper (sm_90a) SageAttention kernel, warp-specialized, 192-key softmax steps. Pinned with
-// SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 (dispatch_by_arch.cu) while it is measured against the
-// narrow kernel (attention_sm90.cu); head_dim 128 (padded dims up to 128 too), non-causal.
+// Hopper (sm_90a) SageAttention kernel, warp-specialized, 192-key softmax steps: head_dim 128
+// (padded dims up to 128 too), non-causal, the pre-pass's INT8 Q. The dispatch (dispatch_by_arch.cu
+// ws192_is_faster) runs it from 24k keys with enough tiles, where it beats the narrow kernel
+// (attention_sm90.cu); SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 pins it wherever it applies.
 //
 // Why (NOTES.md, sessions 16-17): FlashAttention-3's FP8 kernel gains its 6-10% over ours from
 // 4k tokens through 192-224-key tiles, which only a warpgroup of 240 registers can hold (the
@@ -93,12 +94,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     int64_t row0, bh, bhk;
     int h, b;
   };
+  // A 32-bit decode (attention_sm90_ws192_takes: the tile count fits in 31 bits): 64-bit divisions
+  // are called subroutines, and the values live around the calls cost the consumers registers.
   auto tile_at = [&](int64_t i) {
     Tile x;
-    const int64_t head_batch = i / q_blocks;
-    x.row0 = (i - head_batch * q_blocks) * kRows;
-    x.h = int(head_batch % p.heads_q);
-    x.b = int(head_batch / p.heads_q);
+    const uint32_t qb = uint32_t(q_blocks), head_batch = uint32_t(i) / qb;
+    x.row0 = int64_t(uint32_t(i) - head_batch * qb) * kRows;
+    x.h = int(head_batch % uint32_t(p.heads_q));
+    x.b = int(head_batch / uint32_t(p.heads_q));
     x.bh = int64_t(x.b) * p.heads_q + x.h;
     x.bhk = int64_t(x.b) * p.heads_kv + x.h / (p.heads_q / p.heads_kv);
     return x;
@@ -166,9 +169,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const bool staged_rows = p.head_dim == kD && (out_alignment & 15) == 0;
   const int warp_row0 = cw * 64 + warp * 16;  // this warp's first row in the tile
   uint8_t* const warp_o_s = o_s + warp_row0 * kStagedRowBytes;
-  int s_int[96];
-#pragma unroll
-  for (int i = 0; i < 96; ++i) s_int[i] = 0;
+  int s_int[96];  // a step's scores: its first Q·Kᵀ overwrites them (nothing live across the tile's end)
   uint32_t p_frag[6][4];
 
   // Named barriers of the ping-pong (FA3's scheduler barrier): a consumer issues its wgmmas only
@@ -243,9 +244,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       // still runs (FA3's intra-warpgroup overlap).
       if constexpr (has_qk) {
         const uint64_t k_desc = smem_desc_advance(stage_desc0, stage * S::kStage);
+        wgmma_m64n192k32_s8_overwrite(s_int, q_desc, k_desc);
 #pragma unroll
-        for (int ks = 0; ks < kD / 32; ++ks) {
-          wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), ks > 0);
+        for (int ks = 1; ks < kD / 32; ++ks) {
+          wgmma_m64n192k32_s8(s_int, smem_desc_advance(q_desc, ks * 32), smem_desc_advance(k_desc, ks * 32), true);
         }
         wgmma_commit();
       }
@@ -396,7 +398,8 @@ void launch_ws(const AttentionParams& p, cudaStream_t stream) {
 }  // namespace sm90
 
 bool attention_sm90_ws192_takes(const AttentionParams& p) {
-  return p.dim_padded == 128 && !p.is_causal && p.q_input.ptr == nullptr;
+  return p.dim_padded == 128 && !p.is_causal && p.q_input.ptr == nullptr &&
+         ceil_div(p.q_len, int64_t(sm90::kRows)) * p.heads_q * p.batch < (int64_t(1) << 31);  // 32-bit tile numbers
 }
 
 void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
