@@ -8,8 +8,8 @@
 // call, so tests can check the sm_80/sm_89 path on a Hopper machine); =sm90_wide or
 // =sm90_narrow pins the Hopper kernel's tiling (tests check both; neither lets the warp-specialized
 // kernel run); =sm90_ws192 runs the warp-specialized 192-key kernel wherever it applies (head_dim
-// <= 128, non-causal) and the narrow tiling elsewhere. Unpinned, it runs where it is faster
-// (ws192_is_faster).
+// 65-128, padded to 128; non-causal) and the narrow tiling elsewhere. Unpinned, it runs where it
+// measured faster (ws192_is_faster).
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -52,31 +52,34 @@ Sm90Tiling sm90_tiling_for() {
 
 // The warp-specialized kernel (hopper/attention_sm90_ws.cu: 192-key steps, 128-row tiles taken in
 // turn by one persistent CTA per SM) against the narrow tiling, fwd (it on the pre-pass's INT8 Q,
-// narrow quantizing Q itself) and kernel alone, H100, one process (NOTES.md, session 20): from
-// 24k keys 1.8-3.5% faster (1x24576x40, 1x32768x24, wan 1x32760x40, 1x65536x8), level at 16k,
-// 2-12% slower below. Its per-tile ramp needs long rows, and its persistent schedule several
-// rounds of tiles over the SMs.
+// narrow quantizing Q itself), H100, one process (benchmarks/results/2026-11-23_s20_ws192_dispatch):
+// with q_len = kv_len >= 24576 and 31-58 rounds of tiles over the SMs, 1.8-7.4% faster on every
+// shape tried (1x24576x24 and x40, 1x32768x24, wan 1x32760x40, 1x65536x8); at 16k keys from 4.5%
+// slower to level, below 16k 10-12% slower (its per-tile ramp needs long rows). The rule keeps to
+// what was measured: long queries as well as keys (a short q_len pads its 128-row tiles), and at
+// least 30 rounds (the last, partial round costs the persistent schedule up to one round).
 bool ws192_is_faster(const AttentionParams& p, int device) {
-  constexpr int64_t kMinKeys = 24576, kMinRounds = 4;
-  if (p.kv_len < kMinKeys || p.head_dim != 128) return false;
+  constexpr int64_t kMinLength = 24576, kMinRounds = 30;
+  if (p.kv_len < kMinLength || p.q_len < kMinLength || p.head_dim != 128) return false;
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return ceil_div(p.q_len, 128) * p.heads_q * p.batch >= kMinRounds * sms;
+  return attention_sm90_ws192_tiles(p) >= kMinRounds * sms;
 }
 
-// On a Hopper device: whether these parameters run the warp-specialized kernel (which reads the
-// pre-pass's INT8 Q, so fwd's pre-pass then quantizes Q).
+// On a Hopper device: whether these parameters (shapes; q_input unset: the kernel reads the
+// pre-pass's INT8 Q, so fwd's pre-pass then quantizes Q) run the warp-specialized kernel.
 bool runs_ws192(const AttentionParams& p, int device) {
-  if (launch_attention_sm90_ws192 == nullptr || forced("sm90_narrow") || forced("sm90_wide")) return false;
-  AttentionParams int8_q = p;
-  int8_q.q_input = StridedInput{};
-  return attention_sm90_ws192_takes(int8_q) && (forced("sm90_ws192") || ws192_is_faster(p, device));
+  if (launch_attention_sm90_ws192 == nullptr || attention_sm90_ws192_takes == nullptr || attention_sm90_ws192_tiles == nullptr ||
+      forced("sm90_narrow") || forced("sm90_wide")) {
+    return false;
+  }
+  return attention_sm90_ws192_takes(p) && (forced("sm90_ws192") || ws192_is_faster(p, device));
 }
 
 }  // namespace
 
 void run_attention(const AttentionParams& p, bool out_bf16, int device, cudaStream_t stream) {
-  // The caller chose in-kernel Q (attention_quantizes_q was true for this device): only the
+  // The caller chose in-kernel Q (attention_quantizes_q was true for these parameters): only the
   // narrow Hopper kernel takes it, so it runs even if the environment pin changed meanwhile.
   if (p.q_input.ptr != nullptr) {
     launch_attention_sm90(p, out_bf16, Sm90Tiling::kNarrow, stream);

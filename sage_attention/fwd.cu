@@ -221,9 +221,7 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& q_in, const at::Tensor&
   // Where the dispatch runs the Hopper kernel's narrow tiling for this shape, the attention kernel
   // quantizes Q itself (it reads its Q rows once anyway), so the pre-pass skips Q and Q's scratch
   // is not allocated; the warp-specialized kernel (long rows) reads the pre-pass's INT8 Q.
-  AttentionParams probe = shape_params(s, is_causal);
-  probe.q_input = strided(q);
-  const bool q_in_kernel = attention_quantizes_q(probe, q.get_device());
+  const bool q_in_kernel = attention_quantizes_q(shape_params(s, is_causal), q.get_device());
   // Two scratch allocations instead of one per tensor (host cost per call): the 8-bit
   // tensors (each a multiple of 8 KB), and the fp32 ones with the K-mean chunk sums first
   // (16-byte stores).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where do one kernel's warps wait? Nsight Compute's warp-state samples per SASS instruction for
 # our kernel alone (attention_quantized on quantize_qkv's output), one launch, head_dim 128, or with
-# SAGE_PROFILE_FWD=1 the attention kernel that fwd launches (the in-kernel-Q instantiations):
+# SAGE_PROFILE_FWD=1 the attention kernel that fwd launches (for the narrow tiling, its in-kernel-Q
+# instantiation):
 #   [SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192] [SAGE_PROFILE_FWD=1] bash scripts/ncu_stalls_by_sass.sh B,L,H OUT_DIR [causal]
 # Writes OUT_DIR/stalls_<pin>_<B>x<L>x<H>.csv (one row per instruction: address, SASS, samples per
 # stall reason) and the .ncu-rep beside it; summarize with scripts/summarize_sass_stalls.py.

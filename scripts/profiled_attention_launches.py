@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The workload the Nsight Compute scripts profile (ncu_vs_fa3.sh, ncu_stalls_by_sass.sh): our
 attention kernel alone (attention_quantized on quantize_qkv's output), or with --fwd as fwd runs it
-(the instantiations that quantize Q themselves), head_dim 128, bf16 `randn * randint(1, 5)` inputs,
+(for the narrow tiling, the instantiation that quantizes Q itself), head_dim 128, bf16 `randn * randint(1, 5)` inputs,
 five launches from the local build (the scripts skip the first three).
 
     python3 scripts/profiled_attention_launches.py B,L,H [--causal] [--fwd]

@@ -152,28 +152,36 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 
 @pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
 def test_long_rows_dispatch_to_ws192(sage, monkeypatch):
-    """From 24576 keys (head_dim 128, non-causal) with at least four rounds of 128-row tiles over
-    the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu ws192_is_faster):
-    fwd and the kernel alone then equal that kernel pinned, bit for bit. One key fewer runs the
-    narrow tiling (its 128-key steps round differently)."""
+    """With q_len and kv_len >= 24576 (head_dim 128, non-causal) and at least 30 rounds of 128-row
+    tiles over the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu
+    ws192_is_faster): fwd and the kernel alone then equal that kernel pinned, bit for bit. One key
+    fewer, one query fewer, or one head fewer than 30 rounds need runs the narrow tiling (whose
+    128-key steps round differently)."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    h = 8
-    lq = 128 * -(-4 * sms // h)  # exactly enough tiles for four rounds
-    for lk, expected in ((24576, "sm90_ws192"), (24575, "sm90_narrow")):
-        q, k, v = gen_qkv(1, lq, lk, h, h, 128, device="cuda", seed=22)
+    n = 24576
+    h = -(-30 * sms // (n // 128))  # the fewest heads that make 30 rounds
+    q, k, v = gen_qkv(1, n, n, h, h, 128, device="cuda", seed=22)
+    cases = [
+        ((q, k, v), "sm90_ws192"),
+        ((q, k[:, 1:], v[:, 1:]), "sm90_narrow"),
+        ((q[:, 1:], k, v), "sm90_narrow"),
+        ((q[:, :, 1:], k[:, :, 1:], v[:, :, 1:]), "sm90_narrow"),
+    ]
+    for (qc, kc, vc), expected in cases:
         runs = {}
         for pin in (None, "sm90_ws192", "sm90_narrow"):
             if pin is None:
                 monkeypatch.delenv("SAGE_ATTENTION_FORCE_KERNEL", raising=False)
             else:
                 monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", pin)
-            out, lse = sage.fwd(q, k, v)
-            qz = sage.quantize_qkv(q, k, v)
-            runs[pin] = (out, lse) + tuple(sage.attention_quantized(qz, kv_len=lk, head_dim=128, is_causal=False,
-                                                                    out_dtype=q.dtype))
+            out, lse = sage.fwd(qc, kc, vc)
+            qz = sage.quantize_qkv(qc, kc, vc)
+            alone = sage.attention_quantized(qz, kv_len=kc.shape[1], head_dim=128, is_causal=False, out_dtype=q.dtype)
+            runs[pin] = (out, lse) + tuple(alone)
         other = "sm90_narrow" if expected == "sm90_ws192" else "sm90_ws192"
-        assert all(torch.equal(a, b) for a, b in zip(runs[None], runs[expected])), (lk, expected)
-        assert not torch.equal(runs[None][0], runs[other][0]), (lk, other)
+        shape = (qc.shape, kc.shape)
+        assert all(torch.equal(a, b) for a, b in zip(runs[None], runs[expected])), (shape, expected)
+        assert not torch.equal(runs[None][0], runs[other][0]), (shape, other)
 
 
 @pytest.mark.parametrize("b, h, hkv", [(2, 5, 5), (1, 10, 5)], ids=["mha", "gqa"])

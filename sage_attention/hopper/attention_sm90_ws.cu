@@ -389,7 +389,7 @@ void launch_ws(const AttentionParams& p, cudaStream_t stream) {
   auto kernel = attention_sm90_ws_kernel<OutT>;
   static std::atomic<uint64_t> configured{0};  // this instantiation's: the attribute is set once per device
   set_dynamic_smem_once(kernel, WsSmem::kBytes, configured);
-  const int64_t tiles = ceil_div(p.q_len, kRows) * p.heads_q * p.batch;
+  const int64_t tiles = attention_sm90_ws192_tiles(p);
   const unsigned ctas = unsigned(std::min<int64_t>(tiles, current_device_sms()));
   launch_overlapping_previous(kernel, dim3(ctas), dim3(kThreads), WsSmem::kBytes, stream, p, 0);
 }
@@ -397,9 +397,13 @@ void launch_ws(const AttentionParams& p, cudaStream_t stream) {
 }  // namespace
 }  // namespace sm90
 
+int64_t attention_sm90_ws192_tiles(const AttentionParams& p) {
+  return ceil_div(p.q_len, int64_t(sm90::kRows)) * p.heads_q * p.batch;
+}
+
 bool attention_sm90_ws192_takes(const AttentionParams& p) {
   return p.dim_padded == 128 && !p.is_causal && p.q_input.ptr == nullptr &&
-         ceil_div(p.q_len, int64_t(sm90::kRows)) * p.heads_q * p.batch < (int64_t(1) << 31);  // 32-bit tile numbers
+         attention_sm90_ws192_tiles(p) < (int64_t(1) << 31);  // the kernel numbers tiles in 32 bits
 }
 
 void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {

@@ -117,6 +117,7 @@ def attention_quantized(qkv, kv_len: int, head_dim: int, is_causal: bool = False
 
 
 def attention_kernel_name(device: Union[str, torch.device, None] = None) -> str:
-    """Which attention kernel runs on `device` ("cpu-emulation" on CPU)."""
+    """Which attention kernel family runs on `device` ("cpu-emulation" on CPU; "sm90" on Hopper, where
+    the dispatch picks the narrow or the warp-specialized kernel per shape, unless pinned)."""
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return ops.attention_kernel_name(torch.empty(0, device=device))
