@@ -98,15 +98,9 @@ struct QuantizedSizes {
   }
 };
 
-// The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer (Q only when
-// `quantize_q`); short sequences without Q in one launch (launch_short_sequence_prepass).
-void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
-                    double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial, bool quantize_q) {
-  const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
-  PrepassParams p{};
-  p.q = strided(q);
-  p.k = strided(k);
-  p.v = strided(v);
+// The shape fields the pre-pass and the attention kernel's parameter blocks share.
+template <typename Params>
+void set_shape_fields(Params& p, const Shapes& s) {
   p.batch = s.batch;
   p.heads_q = s.heads_q;
   p.heads_kv = s.heads_kv;
@@ -118,6 +112,18 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   p.kv_len_padded = s.kv_len_padded;
   p.n_k_scale_blocks = s.n_k_scale_blocks;
   p.n_kv_tiles = s.n_kv_tiles;
+}
+
+// The pre-pass's launches: K mean (chunk sums, finalize), then the quantizer (Q only when
+// `quantize_q`); short sequences without Q in one launch (launch_short_sequence_prepass).
+void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Shapes& s,
+                    double softmax_scale, const QuantizedBuffers& out, float* k_mean_partial, bool quantize_q) {
+  const int64_t n_chunks = ceil_div(s.kv_len, kKMeanChunk);
+  PrepassParams p{};
+  p.q = strided(q);
+  p.k = strided(k);
+  p.v = strided(v);
+  set_shape_fields(p, s);
   p.n_k_mean_chunks = n_chunks;
   p.score_scale = q_score_scale(softmax_scale);
   p.softmax_scale = float(softmax_scale);
@@ -158,17 +164,7 @@ void launch_prepass(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
 // The shape part of the attention kernel's parameters (what the dispatch decides on).
 AttentionParams shape_params(const Shapes& s, bool is_causal) {
   AttentionParams p{};
-  p.batch = s.batch;
-  p.heads_q = s.heads_q;
-  p.heads_kv = s.heads_kv;
-  p.head_dim = s.head_dim;
-  p.dim_padded = s.dim_padded;
-  p.q_len = s.q_len;
-  p.kv_len = s.kv_len;
-  p.q_len_padded = s.q_len_padded;
-  p.kv_len_padded = s.kv_len_padded;
-  p.n_k_scale_blocks = s.n_k_scale_blocks;
-  p.n_kv_tiles = s.n_kv_tiles;
+  set_shape_fields(p, s);
   p.is_causal = is_causal;
   return p;
 }
