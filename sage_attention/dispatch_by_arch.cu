@@ -17,7 +17,7 @@
 
 #include "attention/attention_kernels.h"
 #include "dispatch_by_arch.h"
-#include "quant_config.h"
+#include "hopper/launch_setup.h"
 
 namespace sage {
 namespace {
@@ -61,9 +61,7 @@ Sm90Tiling sm90_tiling_for() {
 bool ws192_is_faster(const AttentionParams& p, int device) {
   constexpr int64_t kMinLength = 24576, kMinRounds = 30;
   if (p.kv_len < kMinLength || p.q_len < kMinLength || p.head_dim != 128) return false;
-  int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return attention_sm90_ws192_tiles(p) >= kMinRounds * sms;
+  return attention_sm90_ws192_tiles(p) >= kMinRounds * sm90::device_sms(device);
 }
 
 // On a Hopper device: whether these parameters (shapes; q_input unset: the kernel reads the

@@ -1,5 +1,5 @@
-// Host-side setup the Hopper kernels' launches share: the dynamic shared-memory attribute,
-// set once per device and kernel, and the device's SM count (persistent grids), asked once.
+// Host-side setup the Hopper kernels' launches and their dispatch share: the dynamic shared-memory
+// attribute, set once per device and kernel, and a device's SM count, asked once.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -22,16 +22,22 @@ void set_dynamic_smem_once(Kernel kernel, int bytes, std::atomic<uint64_t>& conf
   }
 }
 
-// The current device's SM count (at least 1), cached per device.
-inline int current_device_sms() {
+// A device's SM count (at least 1), cached per device (the dispatch asks on every call).
+inline int device_sms(int device) {
   static int cached[64] = {};
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  if (device < 64 && cached[device] > 0) return cached[device];
+  if (device >= 0 && device < 64 && cached[device] > 0) return cached[device];
+  int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   if (sms < 1) sms = 1;
-  if (device < 64) cached[device] = sms;
+  if (device >= 0 && device < 64) cached[device] = sms;
   return sms;
+}
+
+// The current device's SM count (persistent grids).
+inline int current_device_sms() {
+  int device = 0;
+  cudaGetDevice(&device);
+  return device_sms(device);
 }
 
 }  // namespace sm90
