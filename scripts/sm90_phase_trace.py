@@ -82,6 +82,46 @@ def main():
     if life:
         print(f"slot time outside the loop: entry -> first tile ready {100 * head / life:.1f}%, "
               f"last P·V -> epilogue end {100 * tail / life:.1f}% (mean CTA life {life / len(all_traces):.0f} cycles)")
+    # The first CTAs of each SM start before the previous kernel (fwd: the pre-pass) ends and wait for
+    # it (programmatic dependent launch), which inflates the mean head: the later CTAs' heads alone.
+    first_on_sm = collections.defaultdict(list)
+    for i, (smid, start, tiles, end) in enumerate(all_traces):
+        first_on_sm[smid].append((start, i))
+    early = set()
+    for smid, entries in first_on_sm.items():
+        ref = min(s for s, _ in entries)
+        early.update(i for _, i in sorted(entries, key=lambda e: unwrap(e[0], ref))[:3])
+    later_heads = sorted(unwrap(tiles[0][1], start) for i, (_, start, tiles, _) in enumerate(all_traces)
+                         if tiles and i not in early)
+    if later_heads:
+        print(f"entry -> first tile ready, CTAs after each SM's first three: median {later_heads[len(later_heads) // 2]} "
+              f"cycles, mean {sum(later_heads) / len(later_heads):.0f} ({len(later_heads)} CTAs)")
+    # Tiles that take the masked softmax (causal: each CTA's last tile, the diagonal's) against the others.
+    if args.causal:
+        masked, plain = [], []
+        for _, start, tiles, _ in all_traces:
+            for i, tile in enumerate(tiles):
+                t = [unwrap(x, start) for x in tile]
+                (masked if i == len(tiles) - 1 else plain).append([t[j + 1] - t[j] for j in range(PHASES - 1)])
+        for name, rows in (("unmasked tiles", plain), ("masked (last) tiles", masked)):
+            if rows:
+                mean = [sum(r[j] for r in rows) / len(rows) for j in range(PHASES - 1)]
+                print(f"{name}: {len(rows)}, mean cycles: wait {mean[0]:.0f}, Q·Kᵀ {mean[1]:.0f}, "
+                      f"softmax {mean[2]:.0f}, P·V {mean[3]:.0f}, total {sum(mean):.0f}")
+    # Per SM: the CTA slots' occupancy between the SM's first entry and last end (gaps between one
+    # CTA's end and the next one's entry, and the SM's idle slots before the kernel ends).
+    occ_num = occ_den = 0.0
+    sm_ctas = collections.defaultdict(list)
+    for smid, start, tiles, end in all_traces:
+        if end is not None:
+            sm_ctas[smid].append((start, end))
+    for smid, ctas in sm_ctas.items():
+        ref = min(s for s, _ in ctas)
+        span = max(unwrap(e, ref) for _, e in ctas)
+        occ_num += sum(unwrap(e, s) for s, e in ctas)
+        occ_den += 3 * span
+    if occ_den:
+        print(f"CTA slot occupancy over each SM's span (3 slots): {100 * occ_num / occ_den:.1f}%")
     for smid, start, tiles, _ in all_traces:
         if tiles:
             by_sm[smid].append((start, tiles))

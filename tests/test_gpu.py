@@ -152,13 +152,13 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 
 @pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
 def test_long_rows_dispatch_to_ws192(sage, monkeypatch):
-    """With q_len and kv_len >= 24576 (head_dim 128, non-causal) and at least 30 rounds of 128-row
+    """With q_len and kv_len >= 18432 (head_dim 128, non-causal) and at least 30 rounds of 128-row
     tiles over the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu
     ws192_is_faster): fwd and the kernel alone then equal that kernel pinned, bit for bit. One key
     fewer, one query fewer, or one head fewer than 30 rounds need runs the narrow tiling (whose
     128-key steps round differently)."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    n = 24576
+    n = 18432
     h = -(-30 * sms // (n // 128))  # the fewest heads that make 30 rounds
     q, k, v = gen_qkv(1, n, n, h, h, 128, device="cuda", seed=22)
     cases = [
