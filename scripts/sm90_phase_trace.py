@@ -82,15 +82,16 @@ def main():
     if life:
         print(f"slot time outside the loop: entry -> first tile ready {100 * head / life:.1f}%, "
               f"last P·V -> epilogue end {100 * tail / life:.1f}% (mean CTA life {life / len(all_traces):.0f} cycles)")
+    # The CTAs of each SM (indices into all_traces) and the SM's clock reference: its first entry.
+    ctas_on_sm = collections.defaultdict(list)
+    for i, (smid, _, _, _) in enumerate(all_traces):
+        ctas_on_sm[smid].append(i)
+    sm_ref = {smid: min(all_traces[i][1] for i in ctas) for smid, ctas in ctas_on_sm.items()}
     # The first CTAs of each SM start before the previous kernel (fwd: the pre-pass) ends and wait for
     # it (programmatic dependent launch), which inflates the mean head: the later CTAs' heads alone.
-    first_on_sm = collections.defaultdict(list)
-    for i, (smid, start, tiles, end) in enumerate(all_traces):
-        first_on_sm[smid].append((start, i))
     early = set()
-    for smid, entries in first_on_sm.items():
-        ref = min(s for s, _ in entries)
-        early.update(i for _, i in sorted(entries, key=lambda e: unwrap(e[0], ref))[:3])
+    for smid, ctas in ctas_on_sm.items():
+        early.update(sorted(ctas, key=lambda i: unwrap(all_traces[i][1], sm_ref[smid]))[:3])
     later_heads = sorted(unwrap(tiles[0][1], start) for i, (_, start, tiles, _) in enumerate(all_traces)
                          if tiles and i not in early)
     if later_heads:
@@ -111,15 +112,12 @@ def main():
     # Per SM: the CTA slots' occupancy between the SM's first entry and last end (gaps between one
     # CTA's end and the next one's entry, and the SM's idle slots before the kernel ends).
     occ_num = occ_den = 0.0
-    sm_ctas = collections.defaultdict(list)
-    for smid, start, tiles, end in all_traces:
-        if end is not None:
-            sm_ctas[smid].append((start, end))
-    for smid, ctas in sm_ctas.items():
-        ref = min(s for s, _ in ctas)
-        span = max(unwrap(e, ref) for _, e in ctas)
-        occ_num += sum(unwrap(e, s) for s, e in ctas)
-        occ_den += 3 * span
+    for ctas in ctas_on_sm.values():
+        ended = [all_traces[i] for i in ctas if all_traces[i][3] is not None]
+        if ended:
+            occ_num += sum(unwrap(end, start) for _, start, _, end in ended)
+            ref = min(start for _, start, _, _ in ended)
+            occ_den += 3 * max(unwrap(end, ref) for _, _, _, end in ended)
     if occ_den:
         print(f"CTA slot occupancy over each SM's span (3 slots): {100 * occ_num / occ_den:.1f}%")
     for smid, start, tiles, _ in all_traces:
