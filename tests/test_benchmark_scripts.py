@@ -74,3 +74,23 @@ def test_stall_summary_sums_samples_by_loop_body(tmp_path):
     assert "barrier 61.0%" in run.stdout and "wait 26.8%" in run.stdout
     assert "0x000010-0x000020  x40" in run.stdout  # the loop body: two instructions run 40 times
     assert "instructions executed 40 times: 2" in run.stdout and "MUFU 1, BAR 1" in run.stdout
+
+
+def test_sass_turns_counts_what_a_turn_holds(tmp_path):
+    # A miniature cuobjdump dump: two kernels; in the bf16 one, two turns (BAR.SYNC over 256 threads).
+    # The first holds 2 FMULs and a spill reload before its first GMMA; the second goes straight to it.
+    body = ["BAR.SYNC.DEFER_BLOCKING 0x0", "BAR.SYNC.DEFER_BLOCKING R3, 0x100", "FMUL R120, R120, R19",
+            "LDL R4, [R1]", "FMUL R121, R121, R19", "IGMMA.64x192x32.S8.S8 R24, gdesc[UR12], RZ, !UPT",
+            "BAR.ARV R4, 0x100", "MUFU.EX2 R5, R6", "@!P3 BAR.SYNC.DEFER_BLOCKING 0x1, 0x100",
+            "QGMMA.64x128x32.F32.E4M3.E4M3 R120, R184, gdesc[UR16], R120", "EXIT"]
+    lines = ["\t\tFunction : _Z6kernelI6__halfEvv", "        /*0000*/                   NOP ;"]
+    lines += ["\t\tFunction : _Z6kernelI13__nv_bfloat16Evv"]
+    lines += [f"        /*{16 * i:04x}*/                   {x} ;  /* 0x0 */" for i, x in enumerate(body)]
+    path = tmp_path / "k.sass"
+    path.write_text("\n".join(lines) + "\n")
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "sass_turns.py"), str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "11 instructions; turn waits:" in run.stdout
+    assert "at      1:    4 to the first GMMA (2 FMUL/PRMT),     7 to the next turn, 1 LDL/STL" in run.stdout
+    assert "at      8:    1 to the first GMMA (0 FMUL/PRMT),     3 to the next turn, 0 LDL/STL" in run.stdout
