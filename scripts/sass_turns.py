@@ -9,7 +9,7 @@ GPU time is spent on a change to hopper/attention_sm90_ws.cu.
 A turn starts at a consumer's `BAR.SYNC <id>, 0x100` (the ping-pong's named barrier over 256
 threads). While one consumer holds the turn, the other waits for it. So every instruction between
 that wait and the first wgmma delays the other consumer. Session 22 found a change that left the
-loop's source alone but doubled that count and added local-memory reloads: kernel alone +5-10%.
+loop's source alone but doubled that count and added local-memory reloads: kernel alone +4 to +12%.
 Per turn the script prints:
 - the instructions from the wait to the first GMMA, and how many of those are FMUL/PRMT (O's rescale,
   P's packing: they belong before the wait);
