@@ -58,10 +58,9 @@ Sm90Tiling sm90_tiling_for() {
 // 1x32760x40, 1x65536x8; session 21, benchmarks/results/2026-11-23_s21_ws192_rule: 1x18432x48,
 // 1x20480x32 and x40, 2x20480x24, GQA 1x24576x40 with 8 kv heads and 1x32768x32 with 4); at 16k keys
 // from 4.5% slower to 2.1% faster with wide spreads, below 16k 10-12% slower (its per-tile ramp
-// needs long rows). The rule
-// keeps to what was measured: long queries as well as keys (a short q_len pads its 128-row tiles),
-// and at least 30 rounds (below that it gained nothing: the last, partial round costs the
-// persistent schedule up to one round).
+// needs long rows). The rule keeps to what was measured: long queries as well as keys (a short
+// q_len pads its 128-row tiles), and at least 30 rounds (below that it gained nothing: the last,
+// partial round costs the persistent schedule up to one round).
 bool ws192_is_faster(const AttentionParams& p, int device) {
   constexpr int64_t kMinLength = 18432, kMinRounds = 30;
   if (p.kv_len < kMinLength || p.q_len < kMinLength || p.head_dim != 128) return false;

@@ -69,7 +69,7 @@ def main():
     text = path.read_text(errors="replace") if path.suffix == ".sass" else None
     if text is None:
         if shutil.which("cuobjdump") is None:
-            sys.exit("sass_turns: cuobjdump not on PATH (pip download nvidia-cuda-cuobjdump; NOTES.md dev notes)")
+            sys.exit("sass_turns: cuobjdump not on PATH (CUDA toolkit; or the nvidia-cuda-cuobjdump wheel, unzipped)")
         text = subprocess.run(["cuobjdump", "--dump-sass", str(path)], check=True, capture_output=True, text=True).stdout
     ins = instructions(text, args.function)
     if not ins:
