@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of local builds in one process: how every kernel change in NOTES.md is judged.
 
-    python benchmarks/compare_builds.py old=/path/to/checkout_a new=. [--workload large ...] [--rounds 7]
+    python benchmarks/compare_builds.py old=/path/to/checkout_a new=. [--workload large ...] [--rounds 6]
         [--shape 1,16384,32,128,causal,kv=8]
 
 Each NAME=DIR loads DIR/build (scripts/build_local.py; builds of different sources, or of the same
@@ -11,8 +11,9 @@ side). Per workload, on the same inputs (bf16 `randn * randint(1, 5)`):
     to the first build's (with the rel-L1 distance when they are not);
   - the median time of fwd (pre-pass included) and of the attention kernel alone (attention_quantized
     on quantize_qkv's output), CUDA events, measured in `--rounds` interleaved rounds (build A, build
-    B, ..., then again), so clock and thermal drift spread over all builds alike. Round-to-round
-    spread is part of the output: a difference inside it is not a result.
+    B, ..., then the same in reverse order, and so on), so clock and thermal drift spread over all
+    builds alike (use an even number of rounds). Round-to-round spread is part of the output: a
+    difference inside it is not a result.
 Writes compare_builds.json (every round's medians) into --out.
 """
 
@@ -56,6 +57,13 @@ def pin_kernel(pin):
         os.environ.pop("SAGE_ATTENTION_FORCE_KERNEL", None)
 
 
+def round_order(names, r):
+    """The builds' order in round r: odd rounds reverse it. When the GPU's clock drifts within a run
+    (warming up, power capping: seen in session 23, ~20% over a few minutes), a fixed order charges
+    the drift to the later builds; reversing every other round cancels it over an even number."""
+    return list(names) if r % 2 == 0 else list(names)[::-1]
+
+
 def compare(builds, w, rounds):
     b, l, h, d, causal = w["batch"], w["seqlen"], w["heads"], w["head_dim"], w["causal"]
     hkv = w.get("heads_kv", h)
@@ -80,8 +88,9 @@ def compare(builds, w, rounds):
         quantized[n] = [(m.quantize_qkv(*s),) for s in input_sets]
     del ref
     target_ms = 40.0 if l < 20000 else 150.0
-    for _ in range(rounds):
-        for n, (m, pin) in builds.items():
+    for r in range(rounds):
+        for n in round_order(names, r):
+            m, pin = builds[n]
             pin_kernel(pin)
             fwd = lambda q, k, v, m=m: m.fwd(q, k, v, is_causal=causal)  # noqa: E731
             kernel = lambda z, m=m: m.attention_quantized(z, kv_len=l, head_dim=d, is_causal=causal,  # noqa: E731
@@ -109,7 +118,7 @@ def main():
                     "@PIN runs it with SAGE_ATTENTION_FORCE_KERNEL=PIN (e.g. new=.@sm90_ws192)")
     ap.add_argument("--workload", action="append", help="workload name(s) from workloads.json")
     ap.add_argument("--shape", action="append", default=[], help="B,L,H,D[,causal][,kv=HKV] (kv=: GQA)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     if not torch.cuda.is_available():

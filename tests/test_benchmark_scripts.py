@@ -28,6 +28,16 @@ def test_compare_builds_selects_named_workloads_and_shapes_alone():
     assert len(shapes_only) == 1 and shapes_only[0]["causal"] is False and shapes_only[0]["batch"] == 2
 
 
+def test_compare_builds_reverses_the_order_every_other_round():
+    from compare_builds import round_order
+
+    names = ["base", "a", "b"]
+    orders = [round_order(names, r) for r in range(4)]
+    assert orders == [names, names[::-1], names, names[::-1]]
+    # Over an even number of rounds every build's mean position is the same.
+    assert len({sum(order.index(n) for order in orders) for n in names}) == 1
+
+
 def test_shape_specs_take_gqa_and_reject_what_they_cannot_parse():
     from run_side_by_side import load_workloads
 
@@ -94,3 +104,34 @@ def test_sass_turns_counts_what_a_turn_holds(tmp_path):
     assert "11 instructions; turn waits:" in run.stdout
     assert "at      1:    4 to the first GMMA (2 FMUL/PRMT),     7 to the next turn, 1 LDL/STL" in run.stdout
     assert "at      8:    1 to the first GMMA (0 FMUL/PRMT),     3 to the next turn, 0 LDL/STL" in run.stdout
+
+
+def test_ws192_tile_trace_reads_phases_from_the_stamps():
+    """The trace script on synthetic stamps (the layout of attention_sm90_ws.cu SAGE_WS_DIAG_TRACE):
+    a tile of 22 steps whose points each take 3000 cycles after a 500-cycle wait for Q."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import ws192_tile_trace as trace
+
+    n_steps = 22
+    words = [0] * trace.TRACE_WORDS
+    words[1], words[2], words[62] = 1000, 1500, 2100
+    clock = 1500
+    for t in range(n_steps + 1):
+        passed, end = trace.point_words(t, n_steps)
+        words[passed], clock = clock + 100, clock + 3000
+        words[end] = clock
+    for word, after in zip((58, 59, 60, 61, 57), (300, 600, 650, 700, 900)):
+        words[word] = clock + after
+    ph = trace.phases(words, n_steps)
+    assert ph["Q ready"] == 500 and ph["point 0: Q·Kᵀ done"] == 600
+    assert all(ph[f"point {t}"] == 3000 and ph[f"point {t} to turn passed"] == 100 for t in range(n_steps + 1))
+    assert ph["epilogue"] == 900 and ph["epilogue: bulk stores issued"] == 50 and ph["epilogue: lse stored"] == 200
+    # Long tiles: points 0-13 and the last 13 are recorded, in 27 slots before word 57.
+    assert trace.point_words(86, 86) == (55, 56) and trace.point_words(50, 86) is None
+    # decode: the words of tile i sit in the lse rows of that tile, consumer c at rows 64c ..
+    lse = torch.zeros(1, 2, 256)
+    lse.view(torch.int32)[0, 1, 128:192] = torch.arange(64, dtype=torch.int32)
+    tiles = trace.decode(lse, 256)
+    assert sorted(tiles) == [0, 1, 2, 3] and tiles[3][0] == list(range(64)) and tiles[3][1] == [0] * 64

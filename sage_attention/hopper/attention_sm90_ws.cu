@@ -56,6 +56,15 @@ constexpr int kRows = 64 * kConsumers;
 #define SAGE_WS_STAGES 3  // a stage is released only after the next step's Q·Kᵀ: 2 leave a softmax's time for a copy
 #endif
 constexpr int kStages = SAGE_WS_STAGES;
+// Diagnostic build only (lse is overwritten): per tile, lane 0 of each consumer's first warp
+// stamps the SM clock at the tile's start, after its wait for Q, at each issue point (points 0-13
+// and the last 13) and in the epilogue, into shared memory; after the epilogue the consumer
+// writes the 64 words into the lse of its 64 rows (tiles of 128 whole rows only).
+// scripts/ws192_tile_trace.py reads them: where a tile's time goes beyond its steps.
+#ifndef SAGE_WS_DIAG_TRACE
+#define SAGE_WS_DIAG_TRACE 0
+#endif
+constexpr int kTraceWords = 64;
 static_assert(kRows == kQPad && kKvTile == 128 && kKScaleBlock == 64 && kStepKeys == 3 * kKScaleBlock,
               "one bulk copy of the CTA's Q rows; steps of 1.5 V tiles and 3 K scale blocks");
 
@@ -66,7 +75,8 @@ struct WsSmem {
   static constexpr int kStage = kK + 2 * kVTile;
   static constexpr int kO = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
   static constexpr int kBarriers = kO + kRows * kStagedRowBytes;  // the epilogue's staged O rows
-  static constexpr int kBytes = 1024 + kBarriers + (2 + 2 * kStages) * 8;
+  static constexpr int kTrace = kBarriers + (2 + 2 * kStages) * 8;  // SAGE_WS_DIAG_TRACE's words
+  static constexpr int kBytes = 1024 + kTrace + (SAGE_WS_DIAG_TRACE ? kConsumers * kTraceWords * 4 : 0);
 };
 
 template <typename OutT>
@@ -181,6 +191,23 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   auto turn_pass = [&](int w) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + w) : "memory"); };
   if (cw == 1) turn_pass(0);  // consumer 0 takes the first turn
 
+  // SAGE_WS_DIAG_TRACE: word 0 the SM id, 1 the tile's start, 2 Q ready, 3 + 2k / 4 + 2k the turn
+  // passed on / the end of recorded point k (points 0-13, then the last 13), 57 the epilogue's end;
+  // in the epilogue 58 O normalised, 59 O rows staged, 60 the proxy fence passed, 61 the bulk
+  // stores issued; 62 the tile's first Q·Kᵀ done.
+  [[maybe_unused]] uint32_t* const trace_s = reinterpret_cast<uint32_t*>(smem + S::kTrace) + cw * kTraceWords;
+  auto stamp = [&](int word) {
+    if constexpr (SAGE_WS_DIAG_TRACE) {
+      if (tid % 128 == 0 && word >= 0) {
+        uint32_t now;
+        asm volatile("mov.u32 %0, %%clock;" : "=r"(now)::"memory");
+        trace_s[word] = now;
+      }
+    }
+  };
+  [[maybe_unused]] const int trace_tail0 = max(14, n_steps - 12);  // the first of the last points recorded
+  auto point_word = [&](int t) { return t <= 13 ? 3 + 2 * t : t >= trace_tail0 ? 3 + 2 * (14 + t - trace_tail0) : -1000; };
+
   // A tile's Q scales are loaded during the previous tile's last P·V (at a tile's start they
   // stalled the first softmax on the L2's latency: ~0.6% of the consumers' samples at 4k tokens).
   const int row_in_tile = warp_row0 + g;
@@ -263,6 +290,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         wgmma_commit();
       }
       if (cw == 0 || has_qk || !last_tile) turn_pass(1 - cw);  // consumer 1's very last pass would have no taker
+      stamp(point_word(t));  // the turn taken and its wgmmas issued
       // The P·V still in flight keeps P and O; the softmax below touches neither.
       auto finish_pv = [&] {
         if constexpr (has_pv) {
@@ -275,6 +303,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       };
       if constexpr (!has_qk) {
         finish_pv();
+        stamp(point_word(t) + 1);
         return;
       }
       if constexpr (has_pv) {
@@ -283,6 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         wgmma_wait<0>();
       }
       fence_regs(s_int);
+      if (t == 0) stamp(62);  // the tile's first Q·Kᵀ done
       if (t == n_steps - 1 && lane == 0) mbarrier_arrive(q_empty);  // this tile's last Q·Kᵀ has read Q
 
       constexpr int kSplitChunk = kOdd ? 8 : 16;  // chunks of 8 keys in the step's first V tile
@@ -315,9 +345,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       if (v_ref > 0.f) v_unit = v_ref;
 #pragma unroll
       for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
+      stamp(point_word(t) + 1);
     };
 
+    if constexpr (SAGE_WS_DIAG_TRACE) {
+      uint32_t smid;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+      if (tid % 128 == 0) trace_s[0] = smid;
+      stamp(1);
+    }
     mbarrier_wait(q_full, uint32_t(iter) & 1u);
+    stamp(2);
     using False = std::integral_constant<bool, false>;
     using True = std::integral_constant<bool, true>;
     point(False{}, False{}, True{}, 0);  // n_steps >= 1: kv_len >= 1 (validation)
@@ -350,13 +388,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     float norm[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) norm[half] = row_sum[half] > 0.f ? __fdiv_rn(v_unit, row_sum[half]) : 0.f;
+    stamp(58);
     if (staged_rows) {
       // The lanes that stored the previous tile's rows wait until those stores have read the
       // staging rows (a whole tile ago: no wait in practice) before the warp writes them again.
       if (iter > 0 && lane < 16) bulk_store_wait_read<0>();
       __syncwarp();
       stage_o_rows<OutT>(warp_o_s, acc, norm[0], norm[1], lane);
+      stamp(59);
       fence_proxy_async_shared();  // the rows written above, before the bulk stores read them
+      stamp(60);
       __syncwarp();
       const int64_t row = tl.row0 + warp_row0 + lane;
       if (lane < 16 && row < p.q_len) {
@@ -364,6 +405,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         bulk_copy_s2g(out, warp_o_s + lane * kStagedRowBytes, kD * sizeof(OutT));
       }
       if (lane < 16) bulk_store_commit();
+      stamp(61);
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -377,6 +419,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       if (t4 == 0) {
         p.lse[tl.bh * p.q_len + row] = l > 0.f ? (m + log2f(l) - kLog2PScale) * kLn2 + lse_shift[half] : -INFINITY;
       }
+    }
+    if constexpr (SAGE_WS_DIAG_TRACE) {  // after this consumer's lse stores (the barrier orders them)
+      stamp(57);
+      asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");
+      const int k = tid % 128;
+      if (k < kTraceWords && tl.row0 + kRows <= p.q_len) p.lse[tl.bh * p.q_len + tl.row0 + cw * 64 + k] = __uint_as_float(trace_s[k]);
+      asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");  // read before the next tile's stamps
     }
   }  // tiles
   // The staged rows' bulk stores read shared memory, which ends with the CTA: wait for them.
