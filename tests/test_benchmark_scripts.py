@@ -128,10 +128,21 @@ def test_ws192_tile_trace_reads_phases_from_the_stamps():
     assert ph["Q ready"] == 500 and ph["point 0: Q·Kᵀ done"] == 600
     assert all(ph[f"point {t}"] == 3000 and ph[f"point {t} to turn passed"] == 100 for t in range(n_steps + 1))
     assert ph["epilogue"] == 900 and ph["epilogue: bulk stores issued"] == 50 and ph["epilogue: lse stored"] == 200
-    # Long tiles: points 0-13 and the last 13 are recorded, in 27 slots before word 57.
+    # Long tiles: points 0-13 and the last 13 are recorded, in 27 slots before word 57; the points
+    # in between are not, and the point after the gap is not measured from the one before it.
     assert trace.point_words(86, 86) == (55, 56) and trace.point_words(50, 86) is None
-    # decode: the words of tile i sit in the lse rows of that tile, consumer c at rows 64c ..
-    lse = torch.zeros(1, 2, 256)
-    lse.view(torch.int32)[0, 1, 128:192] = torch.arange(64, dtype=torch.int32)
-    tiles = trace.decode(lse, 256)
-    assert sorted(tiles) == [0, 1, 2, 3] and tiles[3][0] == list(range(64)) and tiles[3][1] == [0] * 64
+    words = [0] * trace.TRACE_WORDS
+    words[1], words[2] = 0, 100
+    for t in [*range(14), *range(74, 87)]:
+        passed, end = trace.point_words(t, 86)
+        words[passed], words[end] = 1000 * t + 150, 1000 * t + 1100
+    words[57] = words[58] = words[59] = words[60] = words[61] = 86_000 + 1100
+    ph = trace.phases(words, 86)
+    assert ph["point 13"] == 1000 and "point 50" not in ph and "point 74" not in ph and ph["point 75"] == 1000
+    assert ph["steady point"] == 1000
+    # decode: the words of tile i sit in the lse rows of that tile, consumer c at rows 64c ..; a
+    # partial last q block (200 rows: 2 blocks of 128, the second partial) is left out.
+    lse = torch.zeros(1, 2, 200)
+    lse.view(torch.int32)[0, 1, 0:64] = torch.arange(64, dtype=torch.int32)
+    tiles = trace.decode(lse, 200)
+    assert sorted(tiles) == [0, 2] and tiles[2][0] == list(range(64)) and tiles[2][1] == [0] * 64
