@@ -5,6 +5,9 @@ Needs a build with -DSAGE_WS_DIAG_TRACE=1 (the lse output is overwritten by cloc
 timing is meaningful):
     SAGE_EXTRA_NVCC_FLAGS=-DSAGE_WS_DIAG_TRACE=1 python scripts/build_local.py --archs 9.0a --out /tmp/ws_trace/build
     python scripts/ws192_tile_trace.py --build-dir /tmp/ws_trace [--shape 4,4096,32,128]
+With a -DSAGE_WS_DIAG_TRACE=2 build and --phases it prints instead the phases inside steady points
+4-9 (the kernel stamps points 3-9 at seven places each, POINT_PHASES) and how the two consumers'
+turns fall against each other.
 Per tile, lane 0 of each consumer warpgroup stamps the SM clock at the tile's start, when its Q is
 ready, at each issue point (after it passed the turn on, and at the point's end) and after the
 epilogue (hopper/attention_sm90_ws.cu, SAGE_WS_DIAG_TRACE). Point 0 issues the tile's first Q·Kᵀ
@@ -23,6 +26,43 @@ TRACE_WORDS = 64
 HEAD_POINTS = 14  # points 0-13 are recorded, then the last 13 (the kernel's point_word)
 TAIL_POINTS = 13
 EPILOGUE_PARTS = ("row sums and norms", "O rows staged", "proxy fence", "bulk stores issued", "lse stored")
+
+
+# SAGE_WS_DIAG_TRACE=2: the stamps of points 3-9, seven words each from 3 + 7 (t - 3) (phase_word).
+PHASE_POINTS = range(3, 10)
+POINT_STAMPS = ("data ready", "turn taken", "turn passed", "Q·Kᵀ done", "softmax done", "P·V done", "end")
+# The phase ending at each stamp (the first from the previous point's end).
+POINT_PHASES = ("wait for the stage's data", "wait for the turn", "issue and pass the turn", "wait for Q·Kᵀ",
+                "softmax", "wait for P·V(t-1)", "pack P, rescale O")
+
+
+def phase_words(t):
+    """Word indices of point t's seven stamps in a SAGE_WS_DIAG_TRACE=2 build."""
+    return [3 + 7 * (t - 3) + j for j in range(len(POINT_STAMPS))]
+
+
+def point_phases(w):
+    """One consumer's tile (trace level 2): {point t: {phase: cycles}} for the points 4-9, each from the
+    previous point's end."""
+    out = {}
+    for t in PHASE_POINTS[1:]:
+        marks = [w[phase_words(t - 1)[-1]]] + [w[i] for i in phase_words(t)]
+        out[t] = {name: since(b, a) for name, a, b in zip(POINT_PHASES, marks, marks[1:])}
+        out[t]["point"] = since(marks[-1], marks[0])
+    return out
+
+
+def turn_offsets(w0, w1):
+    """How the consumers' turns interleave (trace level 2, one tile, one SM's clock): per point t of
+    4-8, consumer 1 takes turn t after consumer 0 passed it on, and consumer 0 takes turn t + 1 after
+    consumer 1 passed turn t on. Cycles (a large value: the taker was late, not the giver)."""
+    taken, passed = POINT_STAMPS.index("turn taken"), POINT_STAMPS.index("turn passed")
+    out = {"consumer 1 takes after consumer 0 passed": [], "consumer 0 takes after consumer 1 passed": []}
+    for t in PHASE_POINTS[1:-1]:
+        out["consumer 1 takes after consumer 0 passed"].append(since(w1[phase_words(t)[taken]], w0[phase_words(t)[passed]]))
+        out["consumer 0 takes after consumer 1 passed"].append(
+            since(w0[phase_words(t + 1)[taken]], w1[phase_words(t)[passed]]))
+    return out
 
 
 def point_words(t, n_steps):
@@ -91,6 +131,7 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--shape", default="4,4096,32,128", help="B,L,H,D (q_len == kv_len)")
     ap.add_argument("--calls", type=int, default=5, help="fwd calls before the traced one")
+    ap.add_argument("--phases", action="store_true", help="a SAGE_WS_DIAG_TRACE=2 build: the phases inside points")
     args = ap.parse_args()
     os.environ["SAGE_ATTENTION_FORCE_KERNEL"] = "sm90_ws192"
     import kernels
@@ -116,6 +157,9 @@ def main():
 
     n_steps = -(-seq // 192)
     tiles = decode(lse, seq)
+    if args.phases:
+        print_point_phases(args.shape, tiles, n_steps, kernel_us)
+        return
     n_tiles = -(-seq // 128) * h * b
     grid = min(n_tiles, torch.cuda.get_device_properties(0).multi_processor_count)
     by_cta = {}
@@ -169,6 +213,25 @@ def main():
         if first:
             print(f"  a CTA's first tile: Q ready {statistics.median(r['Q ready'] for r in first):.0f}, "
                   f"tile {statistics.median(r['tile'] for r in first):.0f} (later: {med['tile']:.0f})")
+
+
+def print_point_phases(shape, tiles, n_steps, kernel_us):
+    """Medians over every traced tile of each phase of points 4-9 (trace level 2), per consumer."""
+    if n_steps < 11:
+        raise SystemExit(f"--phases needs tiles of at least 11 steps (points 3-9 steady); {shape} has {n_steps}")
+    print(f"shape {shape}: {len(tiles)} tiles traced, {n_steps} steps of 192 keys per tile"
+          + (f"; kernel {kernel_us:.1f} µs" if kernel_us else ""))
+    for c in range(2):
+        per_tile = [point_phases(w[c]) for w in tiles.values()]
+        print(f"\nconsumer {c}: medians over tiles and points 4-9 (cycles)")
+        for name in POINT_PHASES + ("point",):
+            vals = [ph[t][name] for ph in per_tile for t in ph]
+            by_point = "  ".join(f"{statistics.median(ph[t][name] for ph in per_tile):5.0f}" for t in PHASE_POINTS[1:])
+            print(f"  {name:>26}: {statistics.median(vals):6.0f}   (points 4-9: {by_point})")
+    offsets = [turn_offsets(w[0], w[1]) for w in tiles.values()]
+    print("\nturns (medians over tiles and points 4-8, cycles):")
+    for key in offsets[0]:
+        print(f"  {key}: {statistics.median(v for o in offsets for v in o[key]):.0f}")
 
 
 if __name__ == "__main__":

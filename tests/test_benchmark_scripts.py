@@ -146,3 +146,33 @@ def test_ws192_tile_trace_reads_phases_from_the_stamps():
     lse.view(torch.int32)[0, 1, 0:64] = torch.arange(64, dtype=torch.int32)
     tiles = trace.decode(lse, 200)
     assert sorted(tiles) == [0, 2] and tiles[2][0] == list(range(64)) and tiles[2][1] == [0] * 64
+
+
+def test_ws192_tile_trace_reads_the_phases_inside_points():
+    """Trace level 2 (SAGE_WS_DIAG_TRACE=2): points 3-9, seven stamps each. Synthetic consumers whose
+    points take 3000 cycles: 100 waiting for data, 400 for the turn, 50 issuing, 600 for Q·Kᵀ, 1500 of
+    softmax, 50 for P·V, 300 to pack and rescale; consumer 1 runs 1500 cycles behind consumer 0."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import ws192_tile_trace as trace
+
+    steps = (100, 400, 50, 600, 1500, 50, 300)
+    assert dict(zip(trace.POINT_PHASES, steps)) and len(trace.POINT_PHASES) == len(trace.POINT_STAMPS) == 7
+    assert trace.phase_words(3)[0] == 3 and trace.phase_words(9)[-1] == 51  # below the epilogue's words 57-62
+
+    def consumer(start):
+        words, clock = [0] * trace.TRACE_WORDS, start
+        for t in trace.PHASE_POINTS:
+            for i, d in zip(trace.phase_words(t), steps):
+                clock += d
+                words[i] = clock
+        return words
+
+    w0, w1 = consumer(10_000), consumer(11_500)
+    ph = trace.point_phases(w0)
+    assert sorted(ph) == [4, 5, 6, 7, 8, 9]
+    assert all(ph[t]["point"] == 3000 and [ph[t][n] for n in trace.POINT_PHASES] == list(steps) for t in ph)
+    off = trace.turn_offsets(w0, w1)
+    # consumer 1 takes turn t 1500 - 50 = 1450 after consumer 0 passed it; consumer 0 takes turn t + 1
+    # 3000 - 1500 - 50 = 1450 after consumer 1 passed turn t.
+    assert off["consumer 1 takes after consumer 0 passed"] == [1450] * 5
+    assert off["consumer 0 takes after consumer 1 passed"] == [1450] * 5

@@ -60,7 +60,9 @@ constexpr int kStages = SAGE_WS_STAGES;
 // stamps the SM clock at the tile's start, after its wait for Q, at each issue point (points 0-13
 // and the last 13) and in the epilogue, into shared memory; after the epilogue the consumer
 // writes the 64 words into the lse of its 64 rows (tiles of 128 whole rows only).
-// scripts/ws192_tile_trace.py reads them: where a tile's time goes beyond its steps.
+// scripts/ws192_tile_trace.py reads them: where a tile's time goes beyond its steps. With
+// SAGE_WS_DIAG_TRACE=2 the issue points 3-9 are stamped at seven places each instead (the phases
+// inside a steady point: `ws192_tile_trace.py --phases`).
 #ifndef SAGE_WS_DIAG_TRACE
 #define SAGE_WS_DIAG_TRACE 0
 #endif
@@ -206,7 +208,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     }
   };
   [[maybe_unused]] const int trace_tail0 = max(14, n_steps - 12);  // the first of the last points recorded
-  auto point_word = [&](int t) { return t <= 13 ? 3 + 2 * t : t >= trace_tail0 ? 3 + 2 * (14 + t - trace_tail0) : -1000; };
+  // SAGE_WS_DIAG_TRACE=2 (the phases inside a point): points 3-9 only, seven words each from
+  // 3 + 7 (t - 3): the stage's data ready, the turn taken, the turn passed on (wgmmas issued), Q·Kᵀ
+  // done, the softmax done, P·V(t-1) done, the point's end. Words 57-62 as above.
+  constexpr bool kTracePhases = SAGE_WS_DIAG_TRACE == 2;
+  auto phase_word = [&](int t, int j) { return kTracePhases && t >= 3 && t <= 9 ? 3 + 7 * (t - 3) + j : -1000; };
+  auto point_word = [&](int t) {
+    if constexpr (kTracePhases) return phase_word(t, 2);  // + 1 (the end) is mapped by end_word
+    return t <= 13 ? 3 + 2 * t : t >= trace_tail0 ? 3 + 2 * (14 + t - trace_tail0) : -1000;
+  };
+  auto end_word = [&](int t) { return kTracePhases ? phase_word(t, 6) : point_word(t) + 1; };
 
   // A tile's Q scales are loaded during the previous tile's last P·V (at a tile's start they
   // stalled the first softmax on the L2's latency: ~0.6% of the consumers' samples at 4k tokens).
@@ -260,12 +271,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
         mbarrier_wait(&full[stage], parity);
       }
+      stamp(phase_word(t, 0));  // the stage's data ready
       // O's rescale and P's packing (end of the previous point) are done before the turn is taken:
       // left to the compiler, they sink past the barrier, into the turn the other consumer waits on.
       fence_regs(acc);
 #pragma unroll
       for (int c = 0; c < 6; ++c) fence_regs(p_frag[c]);
       turn_wait(cw);
+      stamp(phase_word(t, 1));  // the turn taken
       wgmma_fence();
       // Q·Kᵀ(t) first, in its own commit group: the wait below lets the softmax start while P·V(t-1)
       // still runs (FA3's intra-warpgroup overlap).
@@ -303,7 +316,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       };
       if constexpr (!has_qk) {
         finish_pv();
-        stamp(point_word(t) + 1);
+        stamp(end_word(t));
         return;
       }
       if constexpr (has_pv) {
@@ -312,6 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         wgmma_wait<0>();
       }
       fence_regs(s_int);
+      stamp(phase_word(t, 3));  // Q·Kᵀ(t) done
       if (t == 0) stamp(62);  // the tile's first Q·Kᵀ done
       if (t == n_steps - 1 && lane == 0) mbarrier_arrive(q_empty);  // this tile's last Q·Kᵀ has read Q
 
@@ -338,14 +352,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, x);
       }
       fence_row_state(state_a, state_b);
+      stamp(phase_word(t, 4));  // the softmax done
       finish_pv();  // P and O are free again
+      stamp(phase_word(t, 5));  // P·V(t-1) done
       pack_p(x, p_frag);
       // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
       const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit * inv_v_ref : 1.f;
       if (v_ref > 0.f) v_unit = v_ref;
 #pragma unroll
       for (int j = 0; j < 16; ++j) scale_o_rows(acc, j, alpha_a * unit_ratio, alpha_b * unit_ratio);
-      stamp(point_word(t) + 1);
+      stamp(end_word(t));
     };
 
     if constexpr (SAGE_WS_DIAG_TRACE) {
