@@ -22,6 +22,9 @@ import statistics
 
 import torch
 
+# SM clock stamps are 32-bit: the difference x - ref across a wrap (sm90_phase_trace.py's helper).
+from sm90_phase_trace import unwrap as since
+
 TRACE_WORDS = 64
 HEAD_POINTS = 14  # points 0-13 are recorded, then the last 13 (the kernel's point_word)
 TAIL_POINTS = 13
@@ -91,11 +94,6 @@ def decode(lse, q_len, rows=128):
                 tiles[i] = [[w & 0xFFFFFFFF for w in words[bi, hi, r0 + c * 64 : r0 + c * 64 + TRACE_WORDS].tolist()]
                             for c in range(2)]
     return tiles
-
-
-def since(x, ref):
-    d = (x - ref) & 0xFFFFFFFF
-    return d if d < 2**31 else d - 2**32
 
 
 def phases(w, n_steps):
