@@ -51,3 +51,22 @@ def accuracy(out, ref):
     cos = torch.nn.functional.cosine_similarity(o, r, dim=0).item()
     rel_l1 = ((o - r).abs().sum() / r.abs().sum()).item()
     return cos, rel_l1, (o - r).abs().max().item()
+
+
+def tiny_v_tile_qkv(seed=31, d=128, lk=1024, dtype=torch.bfloat16, device="cpu"):
+    """(1, lk, 2, d) inputs whose rows put nearly all their weight on the keys of one 128-key V tile
+    (keys 256-383) whose values are 2^-20 of the others', which have a mean of 3: in a step of
+    192 keys that tile's V scale is 2^-20 of the other's. Its p' = 448 * 2^-20 * p rounds to 0
+    in FP8, so row sums taken from FP8 P would leave only the other keys' small weights, and the
+    output would be their mean (about 3) instead of about 0.05."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (gen((1, lk, 2, d), torch.float32, "cpu", g) for _ in range(3))
+    u = torch.randn(d, generator=g)
+    u = u / u.norm() * 2.5 * d**0.25  # u . u / sqrt(d) = 6.25: the tile's keys lead by ~6 nats
+    tile = slice(256, 384)
+    q = 0.3 * q + u
+    k = 0.3 * k
+    k[:, tile] += u
+    v = v + 3.0
+    v[:, tile] = (v[:, tile] - 3.0) * 2.0**-20
+    return tuple(t.to(dtype=dtype, device=device) for t in (q, k, v))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cases import SHAPES, shape_id
-from helpers import accuracy, gen_qkv, reference
+from helpers import accuracy, gen_qkv, reference, tiny_v_tile_qkv
 
 COS_MIN, REL_L1_MAX = 0.998, 0.05
 
@@ -108,8 +108,8 @@ def test_attention_kernel_name_on_cpu(sage):
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[5] > 64] + [(1, 70, 1000, 2, 1, 128, False)], ids=shape_id)
 def test_192_key_steps_match_fp32_attention_like_128_key_tiles(sage, shape):
     """The warp-specialized Hopper kernel's walk (192-key steps, the power-of-two V scale ratios
-    folded into P: emulation_attention.STEP_192) against fp32 attention, beside the 128-key walk on
-    the same quantized tensors: as accurate, and lse the same up to fp32 rounding."""
+    folded into P, the row sums from FP8 P: emulation_attention.STEP_192) against fp32 attention,
+    beside the 128-key walk on the same quantized tensors: output and lse as accurate."""
     import importlib
 
     emu = importlib.import_module(sage.__name__ + ".emulation_attention")
@@ -122,9 +122,37 @@ def test_192_key_steps_match_fp32_attention_like_128_key_tiles(sage, shape):
     assert not out192.isnan().any() and not lse192.isnan().any()
     finite = lse128.isfinite()
     assert torch.equal(lse192.isfinite(), finite)
-    torch.testing.assert_close(lse192[finite], lse128[finite], rtol=0, atol=1e-4)
-    ref, _, rows = reference(q, k, v, causal)
+    ref, lse_ref, rows = reference(q, k, v, causal)
+    # The row sums of FP8 P move lse by up to ~0.02 (short rows); its error against fp32 attention
+    # (~0.07 on average, from the INT8 scores) stays the same.
+    lse_err128 = (lse128[finite] - lse_ref[finite]).abs().mean().item()
+    lse_err192 = (lse192[finite] - lse_ref[finite]).abs().mean().item()
+    assert lse_err192 <= lse_err128 * 1.02 + 1e-3, (lse_err192, lse_err128)
     cos128, rel128, _ = accuracy(out128[:, rows], ref[:, rows])
     cos192, rel192, _ = accuracy(out192[:, rows], ref[:, rows])
     assert cos192 >= COS_MIN and rel192 <= REL_L1_MAX, (cos192, rel192)
     assert rel192 <= rel128 * 1.03 + 1e-4, (rel192, rel128)
+
+
+def test_192_key_steps_sum_a_tiny_v_tile_in_fp32(sage, monkeypatch):
+    """The 192-key walk takes a step's row sums from FP8 P (as the warp-specialized kernel's tensor
+    cores do), except where one V tile's scale is below MIN_RATIO_FOR_CORE_SUMS of the other's: on
+    tiny_v_tile_qkv that rule keeps the output accurate, and without it (ratio threshold 0) the rows
+    are normalised by the other keys' weights alone and the output is ~60x too large."""
+    import importlib
+
+    emu = importlib.import_module(sage.__name__ + ".emulation_attention")
+    q, k, v = tiny_v_tile_qkv()
+    qkv = sage.quantize_qkv(q, k, v)
+    ref, _, _ = reference(q, k, v, False)
+
+    def rel_l1():
+        out, _ = emu.attention_emulated(qkv, q.shape[1], k.shape[1], 128, False, q.dtype, kv_step=emu.STEP_192)
+        cos, rel, _ = accuracy(out, ref)
+        return cos, rel
+
+    cos, rel = rel_l1()
+    assert cos >= COS_MIN and rel <= REL_L1_MAX, (cos, rel)
+    monkeypatch.setattr(emu, "MIN_RATIO_FOR_CORE_SUMS", 0.0)
+    _, rel_fp8_sums = rel_l1()
+    assert rel_fp8_sums > 10, rel_fp8_sums

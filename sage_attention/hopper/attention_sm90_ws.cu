@@ -75,7 +75,10 @@ struct WsSmem {
   static constexpr int kK = kStepKeys * kD;     // 24 KB
   static constexpr int kVTile = kD * kKvTile;   // 16 KB, one pre-pass Vᵀ tile
   static constexpr int kStage = kK + 2 * kVTile;
-  static constexpr int kO = kQ + kStages * kStage;  // offsets stay multiples of 1024 (swizzle)
+  // Two constant 8-row blocks of 128 keys, the B operand of the row-sum wgmmas (online_softmax.cuh
+  // add_core_row_sums): the first's row 0 and the second's row 1 all 1.0, every other byte 0.
+  static constexpr int kRowSumOnes = kQ + kStages * kStage;
+  static constexpr int kO = kRowSumOnes + 2 * 8 * kKvTile;  // offsets stay multiples of 1024 (swizzle)
   static constexpr int kBarriers = kO + kRows * kStagedRowBytes;  // the epilogue's staged O rows
   static constexpr int kTrace = kBarriers + (2 + 2 * kStages) * 8;  // SAGE_WS_DIAG_TRACE's words
   static constexpr int kBytes = 1024 + kTrace + (SAGE_WS_DIAG_TRACE ? kConsumers * kTraceWords * 4 : 0);
@@ -128,6 +131,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     mbarrier_init(q_empty, kConsumers * 4);  // ... and Q after its last Q·Kᵀ of a tile
     mbarrier_init_fence();
   }
+  // The row-sum blocks, one 16-byte chunk per thread: rows of 128 bytes whose bytes are all equal,
+  // so the swizzle leaves them as they are. 0x38 is 1.0 in e4m3.
+  if (tid < 2 * 8 * kKvTile / 16) {
+    const int block = tid / 64, row = (tid % 64) / 8;
+    const uint32_t word = row == block ? 0x38383838u : 0u;
+    reinterpret_cast<uint4*>(smem + S::kRowSumOnes)[tid] = make_uint4(word, word, word, word);
+    fence_proxy_async_smem();  // before the barrier: the consumers' wgmmas read them
+  }
   __syncthreads();
   wait_for_prerequisite_grid();  // the pre-pass's outputs are complete from here on
 
@@ -174,6 +185,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
+  const uint64_t ones_desc0 = smem_desc(smem + S::kRowSumOnes, 128, 1024, SmemLayout::kSwizzle128);
   const uintptr_t out_alignment = output_alignment<OutT>(p);
   const bool whole_aligned_rows = p.head_dim == kD && (out_alignment & 3) == 0;
   // Whole rows at 16-byte-aligned addresses leave through shared memory as bulk stores
@@ -248,6 +260,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
     float v_unit = 0.f;  // O's unit: the V scale O is counted in
     RowState state_a, state_b;
+    // The previous step's row sums from the tensor cores (in flight from the end of its point to the
+    // start of the next) and the factors they are added with (online_softmax.cuh add_core_row_sums).
+    float core_sums[4], unfold[2];
 
     // Issue point t (0 .. n_steps): Q·Kᵀ of step t and P·V of step t-1 (P from its softmax, O
     // rescaled already) in one turn, then the wait for Q·Kᵀ alone and the softmax of step t while
@@ -270,6 +285,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
         vs_a = v_scales[tile_a];
         vs_b = tile_a + 1 < p.n_kv_tiles ? v_scales[tile_a + 1] : 0.f;
         mbarrier_wait(&full[stage], parity);
+      }
+      if constexpr (has_pv) {  // step t-1's row sums, issued at the end of its point
+        wgmma_wait<0>();
+        fence_regs(core_sums);
+        add_core_row_sums(core_sums, unfold, state_a, state_b);
       }
       stamp(phase_word(t, 0));  // the stage's data ready
       // O's rescale and P's packing (end of the previous point) are done before the turn is taken:
@@ -344,7 +364,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       fold.inv_ratio[1] = power_of_two_inverse(r_b);
       float alpha_a, alpha_b;
       float x[96];
-      if (t >= first_masked_step) {
+      // Row sums on the tensor cores unless the step reaches past kv_len or a V ratio is small
+      // (online_softmax.cuh kMinRatioForCoreSums): those take the masked variant, which sums itself.
+      const bool sums_on_cores = t < first_masked_step && fminf(r_a, r_b) >= kMinRatioForCoreSums;
+      if (!sums_on_cores) {
         const int64_t key0 = int64_t(t) * kStepKeys;
         const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
         softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b, x);
@@ -356,6 +379,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       finish_pv();  // P and O are free again
       stamp(phase_word(t, 5));  // P·V(t-1) done
       pack_p(x, p_frag);
+      // The row sums of P (FP8, as P·V will use it), on the tensor cores, which are idle here: the
+      // other consumer's turn is done (waited for at the next point's start).
+      wgmma_fence();
+#pragma unroll
+      for (int c = 0; c < 6; ++c) {
+        const uint64_t ones = smem_desc_advance(ones_desc0, c < kSplitChunk / 4 ? 0 : 8 * kKvTile);
+        wgmma_m64n8k32_e4m3_rs(core_sums, p_frag[c], ones, c > 0);
+      }
+      wgmma_commit();
+      unfold[0] = sums_on_cores ? fold.inv_ratio[0] : 0.f;
+      unfold[1] = sums_on_cores ? fold.inv_ratio[1] : 0.f;
       // O (idle: P·V of step t-1 is done) moves to step t's unit v_ref, a power-of-two ratio, with alpha.
       const float unit_ratio = v_ref > 0.f && v_unit > 0.f ? v_unit * inv_v_ref : 1.f;
       if (v_ref > 0.f) v_unit = v_ref;

@@ -221,8 +221,26 @@ struct StepVFold {
   float inv_ratio[2];
 };
 
-// One step: updates the row states and leaves p' (fp32, times 448 and the V ratio) in x; the
-// FP8 packing is separate (pack_p), so it can wait until the previous P·V has released P.
+// The row sums of a step's P taken on the tensor cores: once P is packed (FP8), six m64n8k32 wgmmas
+// multiply it by 8 constant rows (attention_sm90_ws.cu WsSmem::kRowSumOnes): row 0 all 1.0 for the
+// chunks of the step's first V tile, row 1 for those of its second, the others 0. Columns 0 and 1
+// of that 4-register accumulator then hold, per row, the sums of the FP8-rounded p' = 448 * ratio_g
+// * p of each V group; the ratio is taken out exactly (a power of two) when they are added to the
+// row sum. This replaces 96 FADD per thread and step (the per-score sum chains) with the six wgmmas
+// (issued while the tensor cores are idle between the consumers' turns) and ~6 FFMA/FMUL/FSEL.
+//
+// The sums are then of P as the P·V used it (FP8), not of fp32 p (emulation_attention.py, kv_step
+// 192). Keys whose p' rounds to 0 drop out of both O and the row sum, so a V tile far smaller than
+// the step's other one would lose nearly all its keys' weight, and the row would be normalised by
+// the other tile's keys alone. Steps with a ratio below kMinRatioForCoreSums therefore sum fp32 p
+// on the CUDA cores (the masked softmax variant, which also serves the steps that reach past kv_len).
+constexpr float kMinRatioForCoreSums = 0.0625f;  // 2^-4: p' = 448 * ratio * p rounds to 0 only for p < 2^-14.8
+
+// One step: updates the row maxima and leaves p' (fp32, times 448 and the V ratio) in x; the FP8
+// packing is separate (pack_p), so it can wait until the previous P·V has released P.
+// The row sums move to the new max (times alpha). kMasked: hidden keys (mask) at -inf, and the
+// fp32 p' / ratio of this thread's keys added to the row sums. Otherwise the step's row sums come
+// from the tensor cores later (add_core_row_sums below).
 template <int kSplitChunk, bool kMasked>
 __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const float (&f)[2][3], const StepVFold& fold,
                                                 const TileMask& mask, int t4, RowState& row_a, RowState& row_b,
@@ -251,10 +269,11 @@ __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const fl
   // p' = 448 * ratio_g * exp2(s - base): one bias per row and V group.
   const float bias_a[2] = {base_a - kLog2PScale - fold.log2_ratio[0], base_a - kLog2PScale - fold.log2_ratio[1]};
   const float bias_b[2] = {base_b - kLog2PScale - fold.log2_ratio[0], base_b - kLog2PScale - fold.log2_ratio[1]};
-  float sum_a[2][2], sum_b[2][2];  // [group][chain]
+  // kMasked: one chain per row (the masked variant runs at most at a tile's last step and at steps
+  // of very unequal V scales; more chains cost registers the unmasked variant's O needs).
+  float sum_a = 0.f, sum_b = 0.f;
 #pragma unroll
   for (int i = 0; i < 24; ++i) {
-    constexpr int kFirst1 = kSplitChunk;
     const int g = i < kSplitChunk ? 0 : 1;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -266,18 +285,25 @@ __device__ __forceinline__ void softmax_step192(const int (&s_int)[96], const fl
         x[4 * i + 2 + e] = fast_exp2(fmaf(x[4 * i + 2 + e], f[1][i / 8], -bias_b[g]));
       }
     }
-    const float pair_a = x[4 * i] + x[4 * i + 1], pair_b = x[4 * i + 2] + x[4 * i + 3];
-    const int local = g == 0 ? i : i - kFirst1;  // chunk index within its group
-    const bool first = local < 2;
-    sum_a[g][local % 2] = first ? pair_a : sum_a[g][local % 2] + pair_a;
-    sum_b[g][local % 2] = first ? pair_b : sum_b[g][local % 2] + pair_b;
+    if constexpr (kMasked) {
+      sum_a = fmaf(x[4 * i] + x[4 * i + 1], fold.inv_ratio[g], sum_a);
+      sum_b = fmaf(x[4 * i + 2] + x[4 * i + 3], fold.inv_ratio[g], sum_b);
+    }
   }
-  row_a.l = row_a.l * alpha_a + ((sum_a[0][0] + sum_a[0][1]) * fold.inv_ratio[0] +
-                                 (sum_a[1][0] + sum_a[1][1]) * fold.inv_ratio[1]);
-  row_b.l = row_b.l * alpha_b + ((sum_b[0][0] + sum_b[0][1]) * fold.inv_ratio[0] +
-                                 (sum_b[1][0] + sum_b[1][1]) * fold.inv_ratio[1]);
+  row_a.l = kMasked ? fmaf(row_a.l, alpha_a, sum_a) : row_a.l * alpha_a;
+  row_b.l = kMasked ? fmaf(row_b.l, alpha_b, sum_b) : row_b.l * alpha_b;
   row_a.m = m_new_a;
   row_b.m = m_new_b;
+}
+
+// Adds a step's row sums from the tensor cores (sums: the m64n8 accumulator, row g's V groups 0
+// and 1, then row g+8's; nonzero in the quad's thread t4 = 0 only) times unfold (the step's inverse
+// V ratios, or 0 where the softmax summed the step itself). The row sums were already moved to the
+// step's max by the softmax (times alpha).
+__device__ __forceinline__ void add_core_row_sums(const float (&sums)[4], const float (&unfold)[2], RowState& row_a,
+                                                  RowState& row_b) {
+  row_a.l += sums[0] * unfold[0] + sums[1] * unfold[1];
+  row_b.l += sums[2] * unfold[0] + sums[3] * unfold[1];
 }
 
 }  // namespace sm90

@@ -30,6 +30,9 @@ from .emulation_quantize import QuantizedQKV, rows_from_tile_order, v_from_stora
 from .quant_config import K_SCALE_BLOCK, KV_TILE, LN2, P_FP8_SCALE, Q_PAD
 
 STEP_192 = 192  # keys per step of the warp-specialized Hopper kernel: 1.5 V tiles, 3 K scale blocks
+# Below this ratio of a step's two V scales, that kernel sums the step's fp32 p on the CUDA cores:
+# FP8 p' = 448 * ratio * p of a much smaller tile would round to 0, and its keys drop out of the sum.
+MIN_RATIO_FOR_CORE_SUMS = 2.0**-4
 
 
 def attention_emulated(
@@ -48,8 +51,11 @@ def attention_emulated(
     two V tiles (even steps: all of tile 3u and half of 3u+1; odd steps: the other half of 3u+1 and
     all of 3u+2), whose scales are powers of two: each tile's ratio to the step's larger scale
     (v_ref) is folded into P before its FP8 rounding, exactly, and the step's P·V is taken in units
-    of v_ref (one accumulator). A tile of scale 0 keeps ratio 1. With KV_TILE steps the ratio is 1
-    and v_ref the tile's scale: the recipe in the module docstring."""
+    of v_ref (one accumulator). A tile of scale 0 keeps ratio 1. That kernel also takes a step's row
+    sums on the tensor cores, from P as the P·V uses it: l adds sum(p8 / ratio) / 448 instead of
+    sum(p), except in steps that hide a key or whose smaller ratio is below
+    MIN_RATIO_FOR_CORE_SUMS (online_softmax.cuh kMinRatioForCoreSums), which sum fp32 p. With
+    KV_TILE steps the ratio is 1 and v_ref the tile's scale: the recipe in the module docstring."""
     assert kv_step in (KV_TILE, STEP_192), kv_step
     q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
     b, h, _, dp = q8.shape
@@ -91,8 +97,13 @@ def attention_emulated(
         ratio = torch.where((vs > 0) & (v_ref > 0), vs / torch.where(v_ref > 0, v_ref, 1.0), torch.ones(()))
         col_ratio = ratio[..., tiles - tiles[0]]  # (B, H, n)
         p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
-        l = l * alpha + p.sum(dim=-1)
         p8 = (p * col_ratio.unsqueeze(-2) * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
+        row_sum = p.sum(dim=-1)
+        if kv_step == STEP_192 and bool(allowed.all()):
+            on_cores = ratio.amin(dim=-1) >= MIN_RATIO_FOR_CORE_SUMS  # (B, H)
+            core_sum = (p8 / col_ratio.unsqueeze(-2)).sum(dim=-1) / P_FP8_SCALE
+            row_sum = torch.where(on_cores.unsqueeze(-1), core_sum, row_sum)
+        l = l * alpha + row_sum
         o_step = p8 @ v8[..., lo:hi].transpose(-1, -2)
         acc = acc * alpha.unsqueeze(-1) + o_step * v_ref.unsqueeze(-1)
         m = m_new
