@@ -52,17 +52,18 @@ Sm90Tiling sm90_tiling_for() {
 
 // The warp-specialized kernel (hopper/attention_sm90_ws.cu: 192-key steps, 128-row tiles taken in
 // turn by one persistent CTA per SM) against the narrow tiling, fwd (it on the pre-pass's INT8 Q,
-// narrow quantizing Q itself), H100, one process: with q_len = kv_len >= 18432 and 31-62 rounds of
-// tiles over the SMs, 1.7-7.4% faster on every shape tried (session 20,
-// benchmarks/results/2026-11-23_s20_ws192_dispatch: 1x24576x24 and x40, 1x32768x24, wan
-// 1x32760x40, 1x65536x8; session 21, benchmarks/results/2026-11-23_s21_ws192_rule: 1x18432x48,
-// 1x20480x32 and x40, 2x20480x24, GQA 1x24576x40 with 8 kv heads and 1x32768x32 with 4); at 16k keys
-// from 4.5% slower to 2.1% faster with wide spreads, below 16k 10-12% slower (its per-tile ramp
-// needs long rows). The rule keeps to what was measured: long queries as well as keys (a short
-// q_len pads its 128-row tiles), and at least 30 rounds (below that it gained nothing: the last,
-// partial round costs the persistent schedule up to one round).
+// narrow quantizing Q itself), H100, one process. Since w8 (session 25: row sums of P on the tensor
+// cores, ~7% off its step), benchmarks/results/2026-11-24_s25_ws192_core_row_sums: at q_len = kv_len
+// = 16384 with 11.6-46 rounds of tiles over the SMs 2.3-7.6% faster (1x16384x12, x24, x48), level
+// at 5.8 rounds (x6); at 12288 from 7% faster to 7% slower by head count, at 8192 and below level
+// or slower (its fwd's pre-pass quantizes Q too: at 1x8192x24 fwd less the kernel is 151 us against
+// narrow's 79; the kernel alone is faster from 4k tokens). Before w8 the bound was 18432 keys and 30 rounds (sessions 20-21,
+// benchmarks/results/2026-11-23_s20_ws192_dispatch and _s21_ws192_rule: 1.7-7.4% faster there, now
+// 6-7% more). The rule keeps to what was measured: long queries as well as keys (a short q_len pads
+// its 128-row tiles), and at least 10 rounds (the last, partial round costs the persistent schedule
+// up to one round).
 bool ws192_is_faster(const AttentionParams& p, int device) {
-  constexpr int64_t kMinLength = 18432, kMinRounds = 30;
+  constexpr int64_t kMinLength = 16384, kMinRounds = 10;
   if (p.kv_len < kMinLength || p.q_len < kMinLength || p.head_dim != 128) return false;
   return attention_sm90_ws192_tiles(p) >= kMinRounds * sm90::device_sms(device);
 }

@@ -85,7 +85,10 @@ def test_ws192_sums_a_tiny_v_tile_on_the_cuda_cores(sage, monkeypatch):
     where one V tile's scale is far below the other's (online_softmax.cuh kMinRatioForCoreSums):
     there the tile's p' rounds to 0, and sums from FP8 P would normalise the rows by the other
     keys alone (tiny_v_tile_qkv: output ~3 instead of ~0.05). Against fp32 attention and the
-    emulation, which follows the same rule."""
+    emulation, which follows the same rule. The output is a small residual (~0.05, from weights of
+    ~e^-6 on values ~3), so the FP8 roundings of P that exp2.approx flips against the CPU's exp2 move
+    it by ~1% of itself: every Hopper kernel, narrow and the fp32-sum ws192 too, is 0.9% from the
+    emulation here (rel-L1), hence a looser bound than EMU_REL_L1_MAX."""
     monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "sm90_ws192")
     q, k, v = tiny_v_tile_qkv()
     out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda())
@@ -94,7 +97,7 @@ def test_ws192_sums_a_tiny_v_tile_on_the_cuda_cores(sage, monkeypatch):
     emu_out, emu_lse = emu.attention_emulated(sage.quantize_qkv(q, k, v), q.shape[1], k.shape[1], 128, False, q.dtype,
                                               kv_step=emu.STEP_192)
     _, rel_emu, _ = accuracy(out, emu_out)
-    assert rel_emu <= EMU_REL_L1_MAX, rel_emu
+    assert rel_emu <= 0.02, rel_emu
     torch.testing.assert_close(lse, emu_lse, rtol=0, atol=1e-3)
     ref, _, _ = reference(q, k, v, False)
     cos, rel, _ = accuracy(out, ref)
@@ -174,14 +177,14 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 
 @pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
 def test_long_rows_dispatch_to_ws192(sage, monkeypatch):
-    """With q_len and kv_len >= 18432 (head_dim 128, non-causal) and at least 30 rounds of 128-row
+    """With q_len and kv_len >= 16384 (head_dim 128, non-causal) and at least 10 rounds of 128-row
     tiles over the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu
     ws192_is_faster): fwd and the kernel alone then equal that kernel pinned, bit for bit. One key
-    fewer, one query fewer, or one head fewer than 30 rounds need runs the narrow tiling (whose
+    fewer, one query fewer, or one head fewer than 10 rounds need runs the narrow tiling (whose
     128-key steps round differently)."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    n = 18432
-    h = -(-30 * sms // (n // 128))  # the fewest heads that make 30 rounds
+    n = 16384
+    h = -(-10 * sms // (n // 128))  # the fewest heads that make 10 rounds
     q, k, v = gen_qkv(1, n, n, h, h, 128, device="cuda", seed=22)
     cases = [
         ((q, k, v), "sm90_ws192"),
