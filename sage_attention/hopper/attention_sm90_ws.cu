@@ -15,8 +15,10 @@
 //    (a ping-pong of named barriers between the two), a consumer issues S = Q·Kᵀ of step t
 //    (4 x m64n192k32, Q and K from shared memory) and P·V of step t-1 (6 x m64n128k32, P from
 //    registers), hands the turn over, waits for Q·Kᵀ alone, runs the online softmax over 192 keys
-//    (online_softmax.cuh softmax_step192) while its P·V finishes, then packs P (FP8) and rescales
-//    O by alpha * v_unit / v_ref; the other consumer's wgmmas run meanwhile (FA3's schedule).
+//    (online_softmax.cuh softmax_step192) while its P·V finishes, then packs P (FP8), issues the
+//    row sums of P on the tensor cores (6 x m64n8k32 against constant ones, added to the row sums at
+//    the next point: online_softmax.cuh add_core_row_sums) and rescales O by alpha * v_unit / v_ref;
+//    the other consumer's wgmmas run meanwhile (FA3's schedule).
 //    After a tile's last P·V it writes its O rows through shared memory, one bulk store per row
 //    (output_store.cuh stage_o_rows), and takes the next tile without waiting for the stores.
 // A step spans 1.5 of the pre-pass's 128-key tiles: even steps all of tile 3u and the first half
