@@ -53,19 +53,21 @@ Sm90Tiling sm90_tiling_for() {
 // The warp-specialized kernel (hopper/attention_sm90_ws.cu: 192-key steps, 128-row tiles taken in
 // turn by one persistent CTA per SM) against the narrow tiling, fwd (it on the pre-pass's INT8 Q,
 // narrow quantizing Q itself), H100, one process. Since w8 (session 25: row sums of P on the tensor
-// cores, ~7% off its step), benchmarks/results/2026-11-24_s25_ws192_core_row_sums: at q_len = kv_len
-// = 16384 with 11.6-46 rounds of tiles over the SMs 2.3-7.6% faster (1x16384x12, x24, x48), level
-// at 5.8 rounds (x6); at 12288 from 7% faster to 7% slower by head count, at 8192 and below level
-// or slower (its fwd's pre-pass quantizes Q too: at 1x8192x24 fwd less the kernel is 151 us against
-// narrow's 79; the kernel alone is faster from 4k tokens). Before w8 the bound was 18432 keys and 30 rounds (sessions 20-21,
-// benchmarks/results/2026-11-23_s20_ws192_dispatch and _s21_ws192_rule: 1.7-7.4% faster there, now
-// 6-7% more). The rule keeps to what was measured: long queries as well as keys (a short q_len pads
-// its 128-row tiles), and at least 10 rounds (the last, partial round costs the persistent schedule
-// up to one round).
+// cores, ~7% off its step; benchmarks/results/2026-11-24_s25_ws192_core_row_sums, fwd ws192/narrow):
+//  - 16384 keys: 0.92-0.98 from 11.6 to 46 rounds of tiles over the SMs (1x16384x12, x24, x48,
+//    2x16384x6, and 1x32768x6), level at 5.8 and 10.7 rounds (x6, x11);
+//  - 8192-12288 keys: 0.89-0.98 from 31 rounds (1x8192x64 and x96, 1x10240x56 and x64, 1x12288x48
+//    and x64, 2x12288x24), 0.91 at 27 (1x12288x36), but 0.98-1.04 at 8.7-23 rounds;
+//  - 8192 keys and below with fewer rounds, and the 4k workloads (large: 31 rounds, +7%), slower:
+//    its fwd's pre-pass quantizes Q too (at 1x8192x24 fwd less the kernel is 151 us against narrow's
+//    79), which more rounds of tiles (less of the last, partial one) and longer rows pay for.
+// Before w8 the bound was 18432 keys and 30 rounds (sessions 20-21). The rule keeps to what was
+// measured: long queries as well as keys (a short q_len pads its 128-row tiles).
 bool ws192_is_faster(const AttentionParams& p, int device) {
-  constexpr int64_t kMinLength = 16384, kMinRounds = 10;
-  if (p.kv_len < kMinLength || p.q_len < kMinLength || p.head_dim != 128) return false;
-  return attention_sm90_ws192_tiles(p) >= kMinRounds * sm90::device_sms(device);
+  if (p.head_dim != 128) return false;
+  const int64_t length = p.q_len < p.kv_len ? p.q_len : p.kv_len;
+  const int64_t tiles = attention_sm90_ws192_tiles(p), sms = sm90::device_sms(device);
+  return (length >= 16384 && tiles >= 10 * sms) || (length >= 8192 && tiles >= 30 * sms);
 }
 
 // On a Hopper device: whether these parameters (shapes; q_input unset: the kernel reads the

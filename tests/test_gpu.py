@@ -176,15 +176,15 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 
 
 @pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
-def test_long_rows_dispatch_to_ws192(sage, monkeypatch):
-    """With q_len and kv_len >= 16384 (head_dim 128, non-causal) and at least 10 rounds of 128-row
-    tiles over the SMs, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu
-    ws192_is_faster): fwd and the kernel alone then equal that kernel pinned, bit for bit. One key
-    fewer, one query fewer, or one head fewer than 10 rounds need runs the narrow tiling (whose
-    128-key steps round differently)."""
+@pytest.mark.parametrize("n, rounds", [(16384, 10), (8192, 30)])
+def test_long_rows_dispatch_to_ws192(sage, monkeypatch, n, rounds):
+    """With q_len and kv_len >= 16384 and at least 10 rounds of 128-row tiles over the SMs, or >= 8192
+    and at least 30 rounds (head_dim 128, non-causal), the dispatch runs the warp-specialized kernel
+    (dispatch_by_arch.cu ws192_is_faster): fwd and the kernel alone then equal that kernel pinned,
+    bit for bit. One key fewer, one query fewer, or one head fewer than the rounds need runs the
+    narrow tiling (whose 128-key steps round differently)."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    n = 16384
-    h = -(-10 * sms // (n // 128))  # the fewest heads that make 10 rounds
+    h = -(-rounds * sms // (n // 128))  # the fewest heads that make the rounds
     q, k, v = gen_qkv(1, n, n, h, h, 128, device="cuda", seed=22)
     cases = [
         ((q, k, v), "sm90_ws192"),
