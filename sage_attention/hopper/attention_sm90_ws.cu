@@ -1,6 +1,6 @@
 // Hopper (sm_90a) SageAttention kernel, warp-specialized, 192-key softmax steps: head_dim 128
 // (padded dims up to 128 too), non-causal, the pre-pass's INT8 Q. The dispatch (dispatch_by_arch.cu
-// ws192_is_faster) runs it from 16k keys with enough tiles, where it beats the narrow kernel
+// ws192_is_faster) runs it from 16k keys with enough tiles (8k with many), where it beats the narrow kernel
 // (attention_sm90.cu); SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 pins it wherever it applies.
 //
 // Why (NOTES.md, sessions 16-17): FlashAttention-3's FP8 kernel gains its 6-10% over ours from
