@@ -55,7 +55,7 @@ Sm90Tiling sm90_tiling_for() {
 // narrow quantizing Q itself), H100, one process. Since w8 (session 25: row sums of P on the tensor
 // cores, ~7% off its step; benchmarks/results/2026-11-24_s25_ws192_core_row_sums, fwd ws192/narrow):
 //  - 16384 keys: 0.92-0.98 from 11.6 to 46 rounds of tiles over the SMs (1x16384x12, x24, x48,
-//    2x16384x6, and 1x32768x6), level at 5.8 and 10.7 rounds (x6, x11);
+//    2x16384x6, and 1x32768x6), level at 5.8 and 10.7 rounds (x6, x11): the bound is 11 rounds;
 //  - 8192-12288 keys: 0.89-0.98 from 31 rounds (1x8192x64 and x96, 1x10240x56 and x64, 1x12288x48
 //    and x64, 2x12288x24), 0.91 at 27 (1x12288x36), but 0.98-1.04 at 8.7-23 rounds;
 //  - 8192 keys and below with fewer rounds, and the 4k workloads (large: 31 rounds, +7%), slower:
@@ -67,7 +67,7 @@ bool ws192_is_faster(const AttentionParams& p, int device) {
   if (p.head_dim != 128) return false;
   const int64_t length = p.q_len < p.kv_len ? p.q_len : p.kv_len;
   const int64_t tiles = attention_sm90_ws192_tiles(p), sms = sm90::device_sms(device);
-  return (length >= 16384 && tiles >= 10 * sms) || (length >= 8192 && tiles >= 30 * sms);
+  return (length >= 16384 && tiles >= 11 * sms) || (length >= 8192 && tiles >= 30 * sms);
 }
 
 // On a Hopper device: whether these parameters (shapes; q_input unset: the kernel reads the

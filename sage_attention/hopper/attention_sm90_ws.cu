@@ -381,8 +381,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       finish_pv();  // P and O are free again
       stamp(phase_word(t, 5));  // P·V(t-1) done
       pack_p(x, p_frag);
-      // The row sums of P (FP8, as P·V will use it), on the tensor cores, which are idle here: the
-      // other consumer's turn is done (waited for at the next point's start).
+      // The row sums of P (FP8, as P·V will use it), on the tensor cores, which are mostly idle here
+      // (the other consumer's turn is about half a point old); waited for at the next point's start.
       wgmma_fence();
 #pragma unroll
       for (int c = 0; c < 6; ++c) {

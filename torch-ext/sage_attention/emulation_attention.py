@@ -53,7 +53,7 @@ def attention_emulated(
     (v_ref) is folded into P before its FP8 rounding, exactly, and the step's P·V is taken in units
     of v_ref (one accumulator). A tile of scale 0 keeps ratio 1. That kernel also takes a step's row
     sums on the tensor cores, from P as the P·V uses it: l adds sum(p8 / ratio) / 448 instead of
-    sum(p), except in steps that hide a key or whose smaller ratio is below
+    sum(p), except in steps that reach past kv_len (or hide a key) or whose smaller ratio is below
     MIN_RATIO_FOR_CORE_SUMS (online_softmax.cuh kMinRatioForCoreSums), which sum fp32 p. With
     KV_TILE steps the ratio is 1 and v_ref the tile's scale: the recipe in the module docstring."""
     assert kv_step in (KV_TILE, STEP_192), kv_step
@@ -99,7 +99,9 @@ def attention_emulated(
         p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
         p8 = (p * col_ratio.unsqueeze(-2) * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
         row_sum = p.sum(dim=-1)
-        if kv_step == STEP_192 and bool(allowed.all()):
+        # The kernel's masked steps (t >= kv_len // 192) sum on the CUDA cores: every step that
+        # reaches past kv_len, also where the padded K holds no hidden key of this walk's range.
+        if kv_step == STEP_192 and (t + 1) * kv_step <= kv_len and bool(allowed.all()):
             on_cores = ratio.amin(dim=-1) >= MIN_RATIO_FOR_CORE_SUMS  # (B, H)
             core_sum = (p8 / col_ratio.unsqueeze(-2)).sum(dim=-1) / P_FP8_SCALE
             row_sum = torch.where(on_cores.unsqueeze(-1), core_sum, row_sum)
