@@ -42,6 +42,21 @@ def _is_hopper():
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
 
 
+def _ws192_emulated(sage, q, k, v, is_causal, dtype):
+    """The emulation of the warp-specialized kernel (192-key steps) on CPU copies of NHD q, k, v."""
+    emu = importlib.import_module(sage.__name__ + ".emulation_attention")
+    return emu.attention_emulated(sage.quantize_qkv(q, k, v), q.shape[1], k.shape[1], q.shape[3], is_causal, dtype,
+                                  kv_step=emu.STEP_192)
+
+
+def _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v):
+    """fwd with the warp-specialized kernel pinned (CPU inputs, run on the GPU) and its emulation:
+    (out, lse, emu_out, emu_lse), all on CPU."""
+    monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "sm90_ws192")
+    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda())
+    return (out.cpu(), lse.cpu()) + tuple(_ws192_emulated(sage, q, k, v, False, q.dtype))
+
+
 @pytest.fixture(params=["dispatched", "simt", "sm90_wide", "sm90_narrow", "sm90_ws192"])
 def attention_kernel(request, monkeypatch):
     """Run a test with the kernel the dispatch picks, again with the portable SIMT kernel
@@ -64,9 +79,7 @@ def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype, attention_kernel
     out, lse = out.cpu(), lse.cpu()
     assert not out.isnan().any() and not lse.isnan().any()
     if attention_kernel == "sm90_ws192" and 64 < d <= 128 and not causal:  # where that kernel runs
-        emu = importlib.import_module(sage.__name__ + ".emulation_attention")
-        emu_out, emu_lse = emu.attention_emulated(sage.quantize_qkv(q, k, v), lq, lk, d, causal, dtype,
-                                                  kv_step=emu.STEP_192)
+        emu_out, emu_lse = _ws192_emulated(sage, q, k, v, causal, dtype)
     else:
         emu_out, emu_lse = sage.fwd(q, k, v, is_causal=causal)
     _, rel_emu, max_emu = accuracy(out, emu_out)
@@ -89,13 +102,8 @@ def test_ws192_sums_a_tiny_v_tile_on_the_cuda_cores(sage, monkeypatch):
     ~e^-6 on values ~3), so the FP8 roundings of P that exp2.approx flips against the CPU's exp2 move
     it by ~1% of itself: every Hopper kernel, narrow and the fp32-sum ws192 too, is 0.9% from the
     emulation here (rel-L1), hence a looser bound than EMU_REL_L1_MAX."""
-    monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "sm90_ws192")
     q, k, v = tiny_v_tile_qkv()
-    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda())
-    out, lse = out.cpu(), lse.cpu()
-    emu = importlib.import_module(sage.__name__ + ".emulation_attention")
-    emu_out, emu_lse = emu.attention_emulated(sage.quantize_qkv(q, k, v), q.shape[1], k.shape[1], 128, False, q.dtype,
-                                              kv_step=emu.STEP_192)
+    out, lse, emu_out, emu_lse = _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v)
     _, rel_emu, _ = accuracy(out, emu_out)
     assert rel_emu <= 0.02, rel_emu
     torch.testing.assert_close(lse, emu_lse, rtol=0, atol=1e-3)
@@ -111,13 +119,8 @@ def test_ws192_last_step_past_kv_len_matches_emulation(sage, monkeypatch, kv_len
     padded K holds no key beyond it. The kernel sums that step's fp32 p on the CUDA cores (its masked
     steps), and so must the emulation (its rule once looked only at hidden keys, and took FP8 sums
     there: lse 0.017 off at 256 and 1024 keys)."""
-    monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "sm90_ws192")
     q, k, v = gen_qkv(1, 300, kv_len, 2, 2, 128, seed=12)
-    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda())
-    out, lse = out.cpu(), lse.cpu()
-    emu = importlib.import_module(sage.__name__ + ".emulation_attention")
-    emu_out, emu_lse = emu.attention_emulated(sage.quantize_qkv(q, k, v), 300, kv_len, 128, False, q.dtype,
-                                              kv_step=emu.STEP_192)
+    out, lse, emu_out, emu_lse = _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v)
     _, rel_emu, _ = accuracy(out, emu_out)
     assert rel_emu <= EMU_REL_L1_MAX, rel_emu
     torch.testing.assert_close(lse, emu_lse, rtol=0, atol=1e-3)

@@ -135,8 +135,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   }
   // The row-sum blocks, one 16-byte chunk per thread: rows of 128 bytes whose bytes are all equal,
   // so the swizzle leaves them as they are. 0x38 is 1.0 in e4m3.
-  if (tid < 2 * 8 * kKvTile / 16) {
-    const int block = tid / 64, row = (tid % 64) / 8;
+  constexpr int kChunksPerRow = kKvTile / 16, kChunksPerBlock = 8 * kChunksPerRow;
+  if (tid < 2 * kChunksPerBlock) {
+    const int block = tid / kChunksPerBlock, row = (tid % kChunksPerBlock) / kChunksPerRow;
     const uint32_t word = row == block ? 0x38383838u : 0u;
     reinterpret_cast<uint4*>(smem + S::kRowSumOnes)[tid] = make_uint4(word, word, word, word);
     fence_proxy_async_smem();  // before the barrier: the consumers' wgmmas read them
