@@ -8,7 +8,7 @@
 // call, so tests can check the sm_80/sm_89 path on a Hopper machine); =sm90_wide or
 // =sm90_narrow pins the Hopper kernel's tiling (tests check both; neither lets the warp-specialized
 // kernel run); =sm90_ws192 runs the warp-specialized 192-key kernel wherever it applies (head_dim
-// 65-128, padded to 128; non-causal) and the narrow tiling elsewhere. Unpinned, it runs where it
+// 65-128, padded to 128; causal or not) and the narrow tiling elsewhere. Unpinned, it runs where it
 // measured faster (ws192_is_faster).
 #include <cuda_runtime.h>
 
@@ -63,10 +63,18 @@ Sm90Tiling sm90_tiling_for() {
 //    79), which more rounds of tiles (less of the last, partial one) and longer rows pay for.
 // Before w8 the bound was 18432 keys and 30 rounds (sessions 20-21). The rule keeps to what was
 // measured: long queries as well as keys (a short q_len pads its 128-row tiles).
+// With the causal mask (session 26: its tiles stop at their diagonal, its CTAs take items of a heavy
+// and a light tile; benchmarks/results/2026-11-24_s26_ws192_causal), kernel alone ws192 / narrow:
+//  - 32760-65536 keys at 31-78 rounds of tiles: 0.92-0.97 (1x65536x8 0.92, 1x32768x16 0.97,
+//    1x32760x40 0.96; fwd 0.95 at 1x32760x40, level at the other two);
+//  - 8192-24576 keys: level (2x8192x32, 1x16384x24, 2x24576x16), 1.02-1.03 (1x24576x32,
+//    1x16384x48); 4x4096x32: 1.06. A causal tile's fixed cost (its first steps without a P·V beside
+//    them, its epilogue) and its one or two masked steps weigh on rows of half the average length.
 bool ws192_is_faster(const AttentionParams& p, int device) {
   if (p.head_dim != 128) return false;
   const int64_t length = p.q_len < p.kv_len ? p.q_len : p.kv_len;
   const int64_t tiles = attention_sm90_ws192_tiles(p), sms = sm90::device_sms(device);
+  if (p.is_causal) return length >= 32760 && tiles >= 30 * sms;
   return (length >= 16384 && tiles >= 11 * sms) || (length >= 8192 && tiles >= 30 * sms);
 }
 

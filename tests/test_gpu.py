@@ -49,12 +49,12 @@ def _ws192_emulated(sage, q, k, v, is_causal, dtype):
                                   kv_step=emu.STEP_192)
 
 
-def _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v):
+def _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v, is_causal=False):
     """fwd with the warp-specialized kernel pinned (CPU inputs, run on the GPU) and its emulation:
     (out, lse, emu_out, emu_lse), all on CPU."""
     monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", "sm90_ws192")
-    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda())
-    return (out.cpu(), lse.cpu()) + tuple(_ws192_emulated(sage, q, k, v, False, q.dtype))
+    out, lse = sage.fwd(q.cuda(), k.cuda(), v.cuda(), is_causal=is_causal)
+    return (out.cpu(), lse.cpu()) + tuple(_ws192_emulated(sage, q, k, v, is_causal, q.dtype))
 
 
 @pytest.fixture(params=["dispatched", "simt", "sm90_wide", "sm90_narrow", "sm90_ws192"])
@@ -78,7 +78,7 @@ def test_fwd_gpu_matches_emulation_and_fp32(sage, shape, dtype, attention_kernel
     torch.cuda.synchronize()
     out, lse = out.cpu(), lse.cpu()
     assert not out.isnan().any() and not lse.isnan().any()
-    if attention_kernel == "sm90_ws192" and 64 < d <= 128 and not causal:  # where that kernel runs
+    if attention_kernel == "sm90_ws192" and 64 < d <= 128:  # where that kernel runs
         emu_out, emu_lse = _ws192_emulated(sage, q, k, v, causal, dtype)
     else:
         emu_out, emu_lse = sage.fwd(q, k, v, is_causal=causal)
@@ -124,6 +124,45 @@ def test_ws192_last_step_past_kv_len_matches_emulation(sage, monkeypatch, kv_len
     _, rel_emu, _ = accuracy(out, emu_out)
     assert rel_emu <= EMU_REL_L1_MAX, rel_emu
     torch.testing.assert_close(lse, emu_lse, rtol=0, atol=1e-3)
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 1000, 1000, 4, 4, 128, True),  # 8 q blocks: 4 items of two tiles per head
+        (2, 1300, 1300, 6, 2, 128, True),  # 11 q blocks (the middle item holds one tile), GQA
+        (1, 500, 3000, 3, 3, 128, True),  # q_len < kv_len: every row sees at least 2501 keys
+        (1, 3000, 500, 3, 1, 128, True),  # q_len > kv_len: the first 2500 rows see no key (one masked step)
+        (2, 3000, 3000, 16, 8, 128, True),  # 384 items on at most 132 CTAs: each takes ~3 in turn
+        (1, 700, 700, 2, 2, 96, True),  # head_dim 96, padded to 128
+    ],
+    ids=shape_id,
+)
+def test_ws192_causal_matches_emulation_and_fp32(sage, monkeypatch, shape):
+    """The warp-specialized kernel with the causal mask (bottom-right aligned): its tiles take the
+    steps up to their last row's last visible key, the steps past their first row's take the masked
+    softmax with fp32 row sums (emulation_attention.py follows the same rule), and its persistent
+    CTAs take items of two tiles, the heavy and the light one of a head. Against the emulation and
+    fp32 attention."""
+    b, lq, lk, h, hkv, d, causal = shape
+    q, k, v = gen_qkv(b, lq, lk, h, hkv, d, seed=23)
+    out, lse, emu_out, emu_lse = _ws192_pinned_vs_emulation(sage, monkeypatch, q, k, v, is_causal=True)
+    assert not out.isnan().any() and not lse.isnan().any()
+    _, rel_emu, max_emu = accuracy(out, emu_out)
+    assert rel_emu <= EMU_REL_L1_MAX and max_emu <= EMU_MAX_ABS_FRAC * emu_out.float().abs().max(), (rel_emu, max_emu)
+    finite = emu_lse.isfinite()
+    assert torch.equal(lse.isfinite(), finite)
+    # The row sums of FP8 P: where exp2.approx and the CPU's exp2 round a row's largest p' to
+    # neighbouring FP8 values, its lse moves by up to a few 1e-3 (2b-q3000: 1 row of 96,000 at 1.7e-3).
+    # A step summed by the wrong rule would move every row of its tiles (~1e-2: the kv_len test above).
+    lse_diff = (lse[finite] - emu_lse[finite]).abs()
+    assert lse_diff.max() <= 3e-3 and (lse_diff > 1e-3).float().mean() <= 1e-3, (lse_diff.max(), (lse_diff > 1e-3).sum())
+    ref, _, rows = reference(q, k, v, causal)
+    cos, rel, _ = accuracy(out[:, rows], ref[:, rows])
+    assert cos >= COS_MIN and rel <= REL_L1_MAX, (cos, rel)
+    if lq > lk:  # rows that see no key: out 0, lse -inf
+        assert not out[:, : lq - lk].any() and torch.isneginf(lse[:, :, : lq - lk]).all()
 
 
 def test_sageattn_layouts_agree_on_gpu(sage):
@@ -198,13 +237,14 @@ def test_kernel_alone_equals_fwd(sage, shape, dtype, hnd, attention_kernel):
 
 
 @pytest.mark.skipif(not _is_hopper(), reason="the sm90 kernels run on compute capability 9.0 only")
-@pytest.mark.parametrize("n, rounds", [(16384, 11), (8192, 30)])
-def test_long_rows_dispatch_to_ws192(sage, monkeypatch, n, rounds):
+@pytest.mark.parametrize("n, rounds, causal", [(16384, 11, False), (8192, 30, False), (32760, 30, True)])
+def test_long_rows_dispatch_to_ws192(sage, monkeypatch, n, rounds, causal):
     """With q_len and kv_len >= 16384 and at least 11 rounds of 128-row tiles over the SMs, or >= 8192
-    and at least 30 rounds (head_dim 128, non-causal), the dispatch runs the warp-specialized kernel
-    (dispatch_by_arch.cu ws192_is_faster): fwd and the kernel alone then equal that kernel pinned,
-    bit for bit. One key fewer, one query fewer, or one head fewer than the rounds need runs the
-    narrow tiling (whose 128-key steps round differently)."""
+    and at least 30 rounds (head_dim 128, non-causal), or with the causal mask >= 32760 and at least 30
+    rounds, the dispatch runs the warp-specialized kernel (dispatch_by_arch.cu ws192_is_faster): fwd
+    and the kernel alone then equal that kernel pinned, bit for bit. One key fewer, one query fewer,
+    or one head fewer than the rounds need runs the narrow tiling (whose 128-key steps round
+    differently)."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     h = -(-rounds * sms // (n // 128))  # the fewest heads that make the rounds
     q, k, v = gen_qkv(1, n, n, h, h, 128, device="cuda", seed=22)
@@ -221,9 +261,9 @@ def test_long_rows_dispatch_to_ws192(sage, monkeypatch, n, rounds):
                 monkeypatch.delenv("SAGE_ATTENTION_FORCE_KERNEL", raising=False)
             else:
                 monkeypatch.setenv("SAGE_ATTENTION_FORCE_KERNEL", pin)
-            out, lse = sage.fwd(qc, kc, vc)
+            out, lse = sage.fwd(qc, kc, vc, is_causal=causal)
             qz = sage.quantize_qkv(qc, kc, vc)
-            alone = sage.attention_quantized(qz, kv_len=kc.shape[1], head_dim=128, is_causal=False, out_dtype=q.dtype)
+            alone = sage.attention_quantized(qz, kv_len=kc.shape[1], head_dim=128, is_causal=causal, out_dtype=q.dtype)
             runs[pin] = (out, lse) + tuple(alone)
         other = "sm90_narrow" if expected == "sm90_ws192" else "sm90_ws192"
         shape = (qc.shape, kc.shape)

@@ -29,7 +29,7 @@ __attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool 
 
 // Hopper kernel, warp-specialized with 192-key softmax steps (hopper/attention_sm90_ws.cu): a
 // producer warpgroup and two consumer warpgroups of 64 rows. The dispatch runs it where it beats
-// the narrow tiling (dispatch_by_arch.cu); it takes head_dim 65-128 padded to 128, non-causal, the
+// the narrow tiling (dispatch_by_arch.cu); it takes head_dim 65-128 padded to 128, causal or not, the
 // pre-pass's INT8 Q (attention_sm90_ws192_takes).
 __attribute__((weak)) bool attention_sm90_ws192_takes(const AttentionParams& p);
 // Its work items: 128-row query tiles of one head (what its persistent CTAs take in turn).

@@ -1,7 +1,8 @@
 // Hopper (sm_90a) SageAttention kernel, warp-specialized, 192-key softmax steps: head_dim 128
-// (padded dims up to 128 too), non-causal, the pre-pass's INT8 Q. The dispatch (dispatch_by_arch.cu
-// ws192_is_faster) runs it from 16k keys with enough tiles (8k with many), where it beats the narrow kernel
-// (attention_sm90.cu); SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 pins it wherever it applies.
+// (padded dims up to 128 too), causal or not, the pre-pass's INT8 Q. The dispatch (dispatch_by_arch.cu
+// ws192_is_faster) runs it from 16k keys with enough tiles (8k with many; causal from 32k), where it
+// beats the narrow kernel (attention_sm90.cu); SAGE_ATTENTION_FORCE_KERNEL=sm90_ws192 pins it
+// wherever it applies.
 //
 // Why (NOTES.md, sessions 16-17): FlashAttention-3's FP8 kernel gains its 6-10% over ours from
 // 4k tokens through 192-224-key tiles, which only a warpgroup of 240 registers can hold (the
@@ -86,7 +87,53 @@ struct WsSmem {
   static constexpr int kBytes = 1024 + kTrace + (SAGE_WS_DIAG_TRACE ? kConsumers * kTraceWords * 4 : 0);
 };
 
-template <typename OutT>
+// The causal mask (bottom-right aligned): a tile takes the steps up to its last row's last visible
+// key, and its CTA-wide work varies with its query block. The persistent CTAs then take work items
+// of two tiles of one head, the heaviest query block with the lightest (blocks q_blocks-1-j and j):
+// every item holds about the same number of steps, so the static round-robin stays balanced (one
+// item at a time, the heads' items side by side, so K and V stay in L2). Each consumer masks the
+// steps that reach past its first row's last visible key (per-row limits, the masked softmax with
+// fp32 row sums); earlier steps run unmasked.
+template <bool kCausal>
+struct WsSchedule {
+  int64_t q_blocks, items_per_head, end;  // cursors run from blockIdx.x to end (exclusive)
+  __host__ __device__ WsSchedule(const AttentionParams& p) : q_blocks(ceil_div(p.q_len, int64_t(kRows))) {
+    items_per_head = kCausal ? (q_blocks + 1) / 2 : q_blocks;
+    end = (kCausal ? 2 : 1) * items_per_head * p.heads_q * p.batch;
+  }
+  // Work items of one CTA each (the grid: at most one CTA per SM takes them).
+  __host__ __device__ int64_t items() const { return kCausal ? end / 2 : end; }
+  // A cursor names one tile: without the mask the tile's index (q block, head, batch order); with
+  // it 2 * item + (0: the item's heavy tile, 1: its light one).
+  __device__ __forceinline__ int64_t first() const { return kCausal ? 2 * int64_t(blockIdx.x) : int64_t(blockIdx.x); }
+  __device__ __forceinline__ int64_t next(int64_t cur) const {
+    if constexpr (!kCausal) {
+      return cur + gridDim.x;
+    } else {
+      const int64_t item = cur >> 1;
+      const uint32_t j = uint32_t(item) % uint32_t(items_per_head);
+      const bool has_light = (cur & 1) == 0 && int64_t(j) != q_blocks - 1 - int64_t(j);
+      return has_light ? cur + 1 : 2 * (item + gridDim.x);
+    }
+  }
+  // (query block, head x batch) of a cursor, 32-bit (attention_sm90_ws192_takes: the count fits in
+  // 31 bits): 64-bit divisions are called subroutines, and the values live around the calls cost the
+  // consumers registers.
+  __device__ __forceinline__ void decode(int64_t cur, uint32_t& q_block, uint32_t& head_batch) const {
+    if constexpr (!kCausal) {
+      const uint32_t qb = uint32_t(q_blocks);
+      head_batch = uint32_t(cur) / qb;
+      q_block = uint32_t(cur) - head_batch * qb;
+    } else {
+      const uint32_t item = uint32_t(cur >> 1), per_head = uint32_t(items_per_head);
+      head_batch = item / per_head;
+      const uint32_t j = item - head_batch * per_head;
+      q_block = (cur & 1) ? j : uint32_t(q_blocks) - 1 - j;
+    }
+  }
+};
+
+template <typename OutT, bool kCausal>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __grid_constant__ AttentionParams p, int) {
   using S = WsSmem;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -104,24 +151,30 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   // hold neighbouring tiles, so K and V of a head are read from L2. The producer loads the next
   // tile's Q and first stages while the consumers finish this one (its last steps and epilogue).
   const int tid = threadIdx.x, wg = tid / 128;
-  const int64_t q_blocks = ceil_div(p.q_len, kRows);
-  const int64_t n_tiles = q_blocks * p.heads_q * p.batch;
-  const int n_steps = int(ceil_div(p.kv_len, kStepKeys));  // the same for every tile (non-causal)
+  const WsSchedule<kCausal> sched(p);
+  const int64_t n_tiles = sched.end;  // the cursors' end (tile indices without the mask)
+  const int steps_all = int(ceil_div(p.kv_len, kStepKeys));  // every tile's without the mask
   struct Tile {
     int64_t row0, bh, bhk;
     int h, b;
   };
-  // A 32-bit decode (attention_sm90_ws192_takes: the tile count fits in 31 bits): 64-bit divisions
-  // are called subroutines, and the values live around the calls cost the consumers registers.
   auto tile_at = [&](int64_t i) {
     Tile x;
-    const uint32_t qb = uint32_t(q_blocks), head_batch = uint32_t(i) / qb;
-    x.row0 = int64_t(uint32_t(i) - head_batch * qb) * kRows;
+    uint32_t q_block, head_batch;
+    sched.decode(i, q_block, head_batch);
+    x.row0 = int64_t(q_block) * kRows;
     x.h = int(head_batch % uint32_t(p.heads_q));
     x.b = int(head_batch / uint32_t(p.heads_q));
     x.bh = int64_t(x.b) * p.heads_q + x.h;
     x.bhk = int64_t(x.b) * p.heads_kv + x.h / (p.heads_q / p.heads_kv);
     return x;
+  };
+  // A tile's steps: with the mask, up to its last row's last visible key (one fully masked step
+  // where a row block sees no key: q_len > kv_len), otherwise all.
+  auto steps_of = [&](const Tile& x) {
+    if constexpr (!kCausal) return steps_all;
+    const int64_t keys = visible_keys(p, x.row0, kRows);
+    return keys > 0 ? int(ceil_div(keys, kStepKeys)) : 1;
   };
 
   if (tid == 0) {
@@ -150,8 +203,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     if (tid == 0) {
       int64_t g = 0;  // steps loaded so far by this CTA: stage g % kStages, its use (g / kStages)
       int iter = 0;
-      for (int64_t i = blockIdx.x; i < n_tiles; i += gridDim.x, ++iter) {
+      for (int64_t i = sched.first(); i < n_tiles; i = sched.next(i), ++iter) {
         const Tile tl = tile_at(i);
+        const int n_steps = steps_of(tl);
         const uint8_t* q_src = reinterpret_cast<const uint8_t*>(p.q_int8) + (tl.bh * p.q_len_padded + tl.row0) * kD;
         const uint8_t* k_src = reinterpret_cast<const uint8_t*>(p.k_int8) + tl.bhk * p.kv_len_padded * kD;
         const uint8_t* v_src = p.v_fp8 + tl.bhk * p.n_kv_tiles * S::kVTile;
@@ -186,6 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const int g = lane / 4, t4 = lane % 4;
   const int64_t last_key = p.kv_len - 1;
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
+  const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t ones_desc0 = smem_desc(smem + S::kRowSumOnes, 128, 1024, SmemLayout::kSwizzle128);
@@ -222,10 +277,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       }
     }
   };
-  [[maybe_unused]] const int trace_tail0 = max(14, n_steps - 12);  // the first of the last points recorded
   // SAGE_WS_DIAG_TRACE=2 (the phases inside a point): points 3-9 only, seven words each from
   // 3 + 7 (t - 3): the stage's data ready, the turn taken, the turn passed on (wgmmas issued), Q·Kᵀ
   // done, the softmax done, P·V(t-1) done, the point's end. Words 57-62 as above.
+  [[maybe_unused]] int trace_tail0 = 14;  // the first of the last points recorded (set per tile)
   constexpr bool kTracePhases = SAGE_WS_DIAG_TRACE == 2;
   auto phase_word = [&](int t, int j) { return kTracePhases && t >= 3 && t <= 9 ? 3 + 7 * (t - 3) + j : -1000; };
   auto point_word = [&](int t) {
@@ -243,17 +298,37 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     qs[1] = rb < p.q_len ? p.q_scale[x.bh * p.q_len + rb] : 0.f;
   };
   float q_scales[2];
-  load_q_scales(tile_at(blockIdx.x), q_scales);
+  load_q_scales(tile_at(sched.first()), q_scales);
   int iter = 0;
-  for (int64_t tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++iter) {
+  [[maybe_unused]] int64_t steps_before = 0;  // kCausal: the steps of this CTA's earlier tiles
+  for (int64_t tile = sched.first(); tile < n_tiles; tile = sched.next(tile), ++iter) {
     const Tile tl = tile_at(tile);
+    const int n_steps = steps_of(tl);
+    trace_tail0 = max(14, n_steps - 12);
     // The ring position of step t (stage, and the parity of its fill) from a per-tile int32 base:
     // taken per step from the CTA's 64-bit step count modulo 3, it cost ~30 uniform-datapath
     // instructions inside the turn, where the other consumer waits for them (ncu, session 18).
-    const int64_t g0 = int64_t(iter) * n_steps;  // steps of the earlier tiles
+    const int64_t g0 = kCausal ? steps_before : int64_t(iter) * n_steps;  // steps of the earlier tiles
+    if constexpr (kCausal) steps_before += n_steps;
+    // The steps from masked_from on hide keys of some of the tile's rows (past kv_len, or with the
+    // mask past its first row's last visible key): they take the masked softmax. Taken for the tile,
+    // not per consumer: a value that depends on the warpgroup is not uniform to the compiler, and
+    // the branch on it made ptxas spill ~340 bytes (one masked step more for consumer 1 in a third
+    // of the tiles instead).
+    const int masked_from =
+        kCausal ? int(max(min(p.kv_len, tl.row0 + causal_offset + 1), int64_t(0)) / kStepKeys) : first_masked_step;
     const int step_base = int(g0 % kStages) + kStages;  // + kStages: (step_base + t - 1) stays >= 0
     const uint32_t parity_base = uint32_t(g0 / kStages + 1) & 1u;  // the + kStages above is one use more
-    const bool last_tile = tile + gridDim.x >= n_tiles;
+    const bool last_tile = sched.next(tile) >= n_tiles;
+    // kCausal: the last key rows g and g+8 see (-1: none), 32-bit (a tile's keys fit: K of one head
+    // at 2^31 keys would be 256 GB); the masked steps' limits are these less the step's first key.
+    [[maybe_unused]] int last_visible[2];
+    if constexpr (kCausal) {
+      const int64_t la = min(last_key, tl.row0 + row_in_tile + causal_offset);
+      const int64_t lb = min(last_key, tl.row0 + row_in_tile + 8 + causal_offset);
+      last_visible[0] = int(max(min(la, int64_t(INT32_MAX)), int64_t(-1)));
+      last_visible[1] = int(max(min(lb, int64_t(INT32_MAX)), int64_t(-1)));
+    }
     const int64_t row_a = tl.row0 + row_in_tile, row_b = row_a + 8;
     const float qs_a = q_scales[0], qs_b = q_scales[1];
     const float* k_scales = p.k_scale + tl.bhk * p.n_k_scale_blocks;
@@ -369,11 +444,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       float x[96];
       // Row sums on the tensor cores unless the step reaches past kv_len or a V ratio is small
       // (online_softmax.cuh kMinRatioForCoreSums): those take the masked variant, which sums itself.
-      const bool sums_on_cores = t < first_masked_step && fminf(r_a, r_b) >= kMinRatioForCoreSums;
+      const bool sums_on_cores = t < masked_from && fminf(r_a, r_b) >= kMinRatioForCoreSums;
       if (!sums_on_cores) {
         const int64_t key0 = int64_t(t) * kStepKeys;
-        const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
-        softmax_step192<kSplitChunk, true>(s_int, f, fold, TileMask{last, last}, t4, state_a, state_b, alpha_a, alpha_b, x);
+        // Each row's last visible key in the step (-1: none).
+        TileMask mask;
+        if constexpr (kCausal) {
+          const int k0 = t * kStepKeys;
+          mask = TileMask{max(min(last_visible[0] - k0, kStepKeys - 1), -1), max(min(last_visible[1] - k0, kStepKeys - 1), -1)};
+        } else {
+          const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
+          mask = TileMask{last, last};
+        }
+        softmax_step192<kSplitChunk, true>(s_int, f, fold, mask, t4, state_a, state_b, alpha_a, alpha_b, x);
       } else {
         softmax_step192<kSplitChunk, false>(s_int, f, fold, TileMask{}, t4, state_a, state_b, alpha_a, alpha_b, x);
       }
@@ -425,7 +508,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     auto load_during_last_pv = [&] {
       if (t4 == 0 && row_a < p.q_len) lse_shift[0] = p.lse_shift[tl.bh * p.q_len + row_a];
       if (t4 == 0 && row_b < p.q_len) lse_shift[1] = p.lse_shift[tl.bh * p.q_len + row_b];
-      if (!last_tile) load_q_scales(tile_at(tile + gridDim.x), q_scales);
+      if (!last_tile) load_q_scales(tile_at(sched.next(tile)), q_scales);
     };
     if (t < n_steps) {  // t odd: one more step, then the last P·V (of an odd step: the next point is even)
       point(True{}, True{}, True{}, t);
@@ -489,14 +572,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   if (staged_rows && lane < 16) bulk_store_wait<0>();
 }
 
-template <typename OutT>
+template <typename OutT, bool kCausal>
 void launch_ws(const AttentionParams& p, cudaStream_t stream) {
   static_assert(WsSmem::kBytes + 1024 <= 228 * 1024, "one CTA per SM");
-  auto kernel = attention_sm90_ws_kernel<OutT>;
+  auto kernel = attention_sm90_ws_kernel<OutT, kCausal>;
   static std::atomic<uint64_t> configured{0};  // this instantiation's: the attribute is set once per device
   set_dynamic_smem_once(kernel, WsSmem::kBytes, configured);
-  const int64_t tiles = attention_sm90_ws192_tiles(p);
-  const unsigned ctas = unsigned(std::min<int64_t>(tiles, current_device_sms()));
+  const int64_t items = WsSchedule<kCausal>(p).items();
+  const unsigned ctas = unsigned(std::min<int64_t>(items, current_device_sms()));
   launch_overlapping_previous(kernel, dim3(ctas), dim3(kThreads), WsSmem::kBytes, stream, p, 0);
 }
 
@@ -508,12 +591,17 @@ int64_t attention_sm90_ws192_tiles(const AttentionParams& p) {
 }
 
 bool attention_sm90_ws192_takes(const AttentionParams& p) {
-  return p.dim_padded == 128 && !p.is_causal && p.q_input.ptr == nullptr &&
-         attention_sm90_ws192_tiles(p) < (int64_t(1) << 31);  // the kernel numbers tiles in 32 bits
+  // The kernel decodes its cursors in 32 bits (tile indices; with the mask, 2 * item + 1).
+  const int64_t cursors = p.is_causal ? sm90::WsSchedule<true>(p).end : sm90::WsSchedule<false>(p).end;
+  return p.dim_padded == 128 && p.q_input.ptr == nullptr && cursors < (int64_t(1) << 31);
 }
 
 void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream) {
-  out_bf16 ? sm90::launch_ws<__nv_bfloat16>(p, stream) : sm90::launch_ws<__half>(p, stream);
+  if (p.is_causal) {
+    out_bf16 ? sm90::launch_ws<__nv_bfloat16, true>(p, stream) : sm90::launch_ws<__half, true>(p, stream);
+  } else {
+    out_bf16 ? sm90::launch_ws<__nv_bfloat16, false>(p, stream) : sm90::launch_ws<__half, false>(p, stream);
+  }
 }
 
 }  // namespace sage

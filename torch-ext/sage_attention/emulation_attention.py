@@ -53,8 +53,10 @@ def attention_emulated(
     (v_ref) is folded into P before its FP8 rounding, exactly, and the step's P·V is taken in units
     of v_ref (one accumulator). A tile of scale 0 keeps ratio 1. That kernel also takes a step's row
     sums on the tensor cores, from P as the P·V uses it: l adds sum(p8 / ratio) / 448 instead of
-    sum(p), except in steps that reach past kv_len (or hide a key) or whose smaller ratio is below
-    MIN_RATIO_FOR_CORE_SUMS (online_softmax.cuh kMinRatioForCoreSums), which sum fp32 p. With
+    sum(p), except in steps that reach past kv_len or, with is_causal, past the last visible key of
+    the first row of the row's 128-row tile (the kernel's tiles take the masked softmax there), or
+    whose smaller ratio is below MIN_RATIO_FOR_CORE_SUMS (online_softmax.cuh kMinRatioForCoreSums),
+    which sum fp32 p. With
     KV_TILE steps the ratio is 1 and v_ref the tile's scale: the recipe in the module docstring."""
     assert kv_step in (KV_TILE, STEP_192), kv_step
     q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
@@ -71,6 +73,14 @@ def attention_emulated(
     lk_pad = k8.shape[2]
 
     rows = torch.arange(q_len).view(q_len, 1)
+    if kv_step == STEP_192:
+        # Keys every row of each row's Q_PAD-row tile sees: kv_len, or (causal) up to the tile's
+        # first row's last visible key; step t is whole for the tile when (t + 1) * 192 <= that.
+        tile_first = torch.div(torch.arange(q_len), Q_PAD, rounding_mode="floor") * Q_PAD
+        reach = torch.full((q_len,), kv_len)
+        if is_causal:
+            reach = torch.clamp(torch.minimum(reach, tile_first + (kv_len - q_len) + 1), min=0)
+        step_reach = [(t + 1) * kv_step <= reach for t in range(-(-kv_len // kv_step))]
     m = torch.full((b, h, q_len), -math.inf)
     l = torch.zeros(b, h, q_len)
     acc = torch.zeros(b, h, q_len, dp)
@@ -99,12 +109,15 @@ def attention_emulated(
         p = torch.exp2(s - m_safe.unsqueeze(-1))  # masked: exp2(-inf) = 0
         p8 = (p * col_ratio.unsqueeze(-2) * P_FP8_SCALE).to(torch.float8_e4m3fn).float()
         row_sum = p.sum(dim=-1)
-        # The kernel's masked steps (t >= kv_len // 192) sum on the CUDA cores: every step that
-        # reaches past kv_len, also where the padded K holds no hidden key of this walk's range.
-        if kv_step == STEP_192 and (t + 1) * kv_step <= kv_len and bool(allowed.all()):
-            on_cores = ratio.amin(dim=-1) >= MIN_RATIO_FOR_CORE_SUMS  # (B, H)
-            core_sum = (p8 / col_ratio.unsqueeze(-2)).sum(dim=-1) / P_FP8_SCALE
-            row_sum = torch.where(on_cores.unsqueeze(-1), core_sum, row_sum)
+        # The kernel's masked steps sum on the CUDA cores: for a tile of Q_PAD rows, every step that
+        # reaches past kv_len or (causal) past the last visible key of the tile's first row, even
+        # for the tile's rows that see the whole step.
+        if kv_step == STEP_192:
+            full_steps_to = step_reach[t]  # (q_len,): rows whose tile sees all of step t
+            if bool(full_steps_to.any()):
+                on_cores = ratio.amin(dim=-1, keepdim=True) >= MIN_RATIO_FOR_CORE_SUMS  # (B, H, 1)
+                core_sum = (p8 / col_ratio.unsqueeze(-2)).sum(dim=-1) / P_FP8_SCALE
+                row_sum = torch.where(on_cores & full_steps_to, core_sum, row_sum)
         l = l * alpha + row_sum
         o_step = p8 @ v8[..., lo:hi].transpose(-1, -2)
         acc = acc * alpha.unsqueeze(-1) + o_step * v_ref.unsqueeze(-1)
