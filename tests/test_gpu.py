@@ -154,10 +154,12 @@ def test_ws192_causal_matches_emulation_and_fp32(sage, monkeypatch, shape):
     finite = emu_lse.isfinite()
     assert torch.equal(lse.isfinite(), finite)
     # The row sums of FP8 P: where exp2.approx and the CPU's exp2 round a row's largest p' to
-    # neighbouring FP8 values, its lse moves by up to a few 1e-3 (2b-q3000: 1 row of 96,000 at 1.7e-3).
-    # A step summed by the wrong rule would move every row of its tiles (~1e-2: the kv_len test above).
+    # neighbouring FP8 values, that row's lse moves by 1e-3 to a few 1e-2 (here 1 row of 96,000 at
+    # 1.7e-3; in review 3 rows of 320,000 at up to 6.5e-3 on 2x4000x4000x40, and the non-causal kernel
+    # 0.036 on one row there). A step summed by the wrong rule would move every row of its tiles
+    # (~1e-2: the kv_len test above), far more than 0.1% of the rows.
     lse_diff = (lse[finite] - emu_lse[finite]).abs()
-    assert lse_diff.max() <= 3e-3 and (lse_diff > 1e-3).float().mean() <= 1e-3, (lse_diff.max(), (lse_diff > 1e-3).sum())
+    assert lse_diff.max() <= 0.05 and (lse_diff > 1e-3).float().mean() <= 1e-3, (lse_diff.max(), (lse_diff > 1e-3).sum())
     ref, _, rows = reference(q, k, v, causal)
     cos, rel, _ = accuracy(out[:, rows], ref[:, rows])
     assert cos >= COS_MIN and rel <= REL_L1_MAX, (cos, rel)

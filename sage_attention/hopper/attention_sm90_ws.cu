@@ -91,9 +91,9 @@ struct WsSmem {
 // key, and its CTA-wide work varies with its query block. The persistent CTAs then take work items
 // of two tiles of one head, the heaviest query block with the lightest (blocks q_blocks-1-j and j):
 // every item holds about the same number of steps, so the static round-robin stays balanced (one
-// item at a time, the heads' items side by side, so K and V stay in L2). Each consumer masks the
-// steps that reach past its first row's last visible key (per-row limits, the masked softmax with
-// fp32 row sums); earlier steps run unmasked.
+// item at a time, the heads' items side by side, so K and V stay in L2). The steps that reach past
+// the last visible key of the tile's first row take the masked softmax (per-row limits, fp32 row
+// sums) in both consumers; earlier steps run unmasked.
 template <bool kCausal>
 struct WsSchedule {
   int64_t q_blocks, items_per_head, end;  // cursors run from blockIdx.x to end (exclusive)
@@ -147,8 +147,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   uint64_t* q_empty = empty + kStages;
 
   // Persistent: gridDim.x CTAs (at most one per SM) take the tiles (128 query rows of one head)
-  // blockIdx.x, + gridDim.x, ... in the order q block, head, batch: the CTAs running at any time
-  // hold neighbouring tiles, so K and V of a head are read from L2. The producer loads the next
+  // blockIdx.x, + gridDim.x, ... in the order q block, head, batch (with the causal mask, items of
+  // two tiles in that order: WsSchedule): the CTAs running at any time hold neighbouring tiles, so K
+  // and V of a head are read from L2. The producer loads the next
   // tile's Q and first stages while the consumers finish this one (its last steps and epilogue).
   const int tid = threadIdx.x, wg = tid / 128;
   const WsSchedule<kCausal> sched(p);
@@ -446,13 +447,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
       // (online_softmax.cuh kMinRatioForCoreSums): those take the masked variant, which sums itself.
       const bool sums_on_cores = t < masked_from && fminf(r_a, r_b) >= kMinRatioForCoreSums;
       if (!sums_on_cores) {
-        const int64_t key0 = int64_t(t) * kStepKeys;
         // Each row's last visible key in the step (-1: none).
         TileMask mask;
         if constexpr (kCausal) {
           const int k0 = t * kStepKeys;
           mask = TileMask{max(min(last_visible[0] - k0, kStepKeys - 1), -1), max(min(last_visible[1] - k0, kStepKeys - 1), -1)};
         } else {
+          const int64_t key0 = int64_t(t) * kStepKeys;
           const int last = int(max(min(last_key - key0, int64_t(kStepKeys - 1)), int64_t(-1)));
           mask = TileMask{last, last};
         }
