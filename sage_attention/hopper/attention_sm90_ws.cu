@@ -309,7 +309,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     // The ring position of step t (stage, and the parity of its fill) from a per-tile int32 base:
     // taken per step from the CTA's 64-bit step count modulo 3, it cost ~30 uniform-datapath
     // instructions inside the turn, where the other consumer waits for them (ncu, session 18).
-    const int64_t g0 = kCausal ? steps_before : int64_t(iter) * n_steps;  // steps of the earlier tiles
+    // Steps of the earlier tiles. Without the mask every tile has n_steps; the product keeps that
+    // instantiation's machine code as measured before the causal one existed (cuobjdump).
+    const int64_t g0 = kCausal ? steps_before : int64_t(iter) * n_steps;
     if constexpr (kCausal) steps_before += n_steps;
     // The steps from masked_from on hide keys of some of the tile's rows (past kv_len, or with the
     // mask past its first row's last visible key): they take the masked softmax. Taken for the tile,

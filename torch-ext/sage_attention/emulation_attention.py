@@ -56,8 +56,8 @@ def attention_emulated(
     sum(p), except in steps that reach past kv_len or, with is_causal, past the last visible key of
     the first row of the row's 128-row tile (the kernel's tiles take the masked softmax there), or
     whose smaller ratio is below MIN_RATIO_FOR_CORE_SUMS (online_softmax.cuh kMinRatioForCoreSums),
-    which sum fp32 p. With
-    KV_TILE steps the ratio is 1 and v_ref the tile's scale: the recipe in the module docstring."""
+    which sum fp32 p. With KV_TILE steps the ratio is 1 and v_ref the tile's scale: the recipe in the
+    module docstring."""
     assert kv_step in (KV_TILE, STEP_192), kv_step
     q8, qs = rows_from_tile_order(qkv.q_int8, Q_PAD)[:, :, :q_len].float(), qkv.q_scale
     b, h, _, dp = q8.shape
@@ -80,7 +80,7 @@ def attention_emulated(
         reach = torch.full((q_len,), kv_len)
         if is_causal:
             reach = torch.clamp(torch.minimum(reach, tile_first + (kv_len - q_len) + 1), min=0)
-        step_reach = [(t + 1) * kv_step <= reach for t in range(-(-kv_len // kv_step))]
+        tile_sees_step = [(t + 1) * kv_step <= reach for t in range(-(-kv_len // kv_step))]
     m = torch.full((b, h, q_len), -math.inf)
     l = torch.zeros(b, h, q_len)
     acc = torch.zeros(b, h, q_len, dp)
@@ -113,11 +113,11 @@ def attention_emulated(
         # reaches past kv_len or (causal) past the last visible key of the tile's first row, even
         # for the tile's rows that see the whole step.
         if kv_step == STEP_192:
-            full_steps_to = step_reach[t]  # (q_len,): rows whose tile sees all of step t
-            if bool(full_steps_to.any()):
+            whole = tile_sees_step[t]  # (q_len,): rows whose tile sees all of step t
+            if bool(whole.any()):
                 on_cores = ratio.amin(dim=-1, keepdim=True) >= MIN_RATIO_FOR_CORE_SUMS  # (B, H, 1)
                 core_sum = (p8 / col_ratio.unsqueeze(-2)).sum(dim=-1) / P_FP8_SCALE
-                row_sum = torch.where(on_cores & full_steps_to, core_sum, row_sum)
+                row_sum = torch.where(on_cores & whole, core_sum, row_sum)
         l = l * alpha + row_sum
         o_step = p8 @ v8[..., lo:hi].transpose(-1, -2)
         acc = acc * alpha.unsqueeze(-1) + o_step * v_ref.unsqueeze(-1)
