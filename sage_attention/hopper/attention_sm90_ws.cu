@@ -241,7 +241,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
   const int g = lane / 4, t4 = lane % 4;
   const int64_t last_key = p.kv_len - 1;
   const int first_masked_step = int(p.kv_len / kStepKeys);  // steps from here on reach past kv_len
-  const int64_t causal_offset = p.kv_len - p.q_len;  // bottom-right alignment
   const uint64_t q_desc = smem_desc(q_s + cw * 64 * kD, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t stage_desc0 = smem_desc(stage_s, 128, 1024, SmemLayout::kSwizzle128);
   const uint64_t ones_desc0 = smem_desc(smem + S::kRowSumOnes, 128, 1024, SmemLayout::kSwizzle128);
@@ -319,7 +318,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     // the branch on it made ptxas spill ~340 bytes (one masked step more for consumer 1 in a third
     // of the tiles instead).
     const int masked_from =
-        kCausal ? int(max(min(p.kv_len, tl.row0 + causal_offset + 1), int64_t(0)) / kStepKeys) : first_masked_step;
+        kCausal ? int(max(visible_keys(p, tl.row0, 1), int64_t(0)) / kStepKeys) : first_masked_step;
     const int step_base = int(g0 % kStages) + kStages;  // + kStages: (step_base + t - 1) stays >= 0
     const uint32_t parity_base = uint32_t(g0 / kStages + 1) & 1u;  // the + kStages above is one use more
     const bool last_tile = sched.next(tile) >= n_tiles;
@@ -327,8 +326,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_ws_kernel(const __
     // at 2^31 keys would be 256 GB); the masked steps' limits are these less the step's first key.
     [[maybe_unused]] int last_visible[2];
     if constexpr (kCausal) {
-      const int64_t la = min(last_key, tl.row0 + row_in_tile + causal_offset);
-      const int64_t lb = min(last_key, tl.row0 + row_in_tile + 8 + causal_offset);
+      const int64_t la = visible_keys(p, tl.row0 + row_in_tile, 1) - 1;
+      const int64_t lb = visible_keys(p, tl.row0 + row_in_tile + 8, 1) - 1;
       last_visible[0] = int(max(min(la, int64_t(INT32_MAX)), int64_t(-1)));
       last_visible[1] = int(max(min(lb, int64_t(INT32_MAX)), int64_t(-1)));
     }
