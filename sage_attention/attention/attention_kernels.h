@@ -32,7 +32,8 @@ __attribute__((weak)) void launch_attention_sm90(const AttentionParams& p, bool 
 // the narrow tiling (dispatch_by_arch.cu); it takes head_dim 65-128 padded to 128, causal or not, the
 // pre-pass's INT8 Q (attention_sm90_ws192_takes).
 __attribute__((weak)) bool attention_sm90_ws192_takes(const AttentionParams& p);
-// Its work items: 128-row query tiles of one head (what its persistent CTAs take in turn).
+// Its 128-row query tiles of one head, all heads and batches (the dispatch counts rounds of them
+// over the SMs; with the causal mask its persistent CTAs take them two at a time).
 __attribute__((weak)) int64_t attention_sm90_ws192_tiles(const AttentionParams& p);
 __attribute__((weak)) void launch_attention_sm90_ws192(const AttentionParams& p, bool out_bf16, cudaStream_t stream);
 

@@ -589,7 +589,7 @@ void launch_ws(const AttentionParams& p, cudaStream_t stream) {
 }  // namespace sm90
 
 int64_t attention_sm90_ws192_tiles(const AttentionParams& p) {
-  return ceil_div(p.q_len, int64_t(sm90::kRows)) * p.heads_q * p.batch;
+  return sm90::WsSchedule<false>(p).end;  // without the mask a cursor is a tile's index
 }
 
 bool attention_sm90_ws192_takes(const AttentionParams& p) {
