@@ -10,11 +10,13 @@ what it adds to FA3's kernel, which takes FP8 inputs.
 import glob
 import json
 import statistics
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent
-COPY_BYTES_PER_S = 3.0e12
+sys.path.insert(0, str(RESULTS.parent))
+from run_side_by_side import COPY_BYTES_PER_S, load_workloads  # noqa: E402
 
 
 def rows(path):
@@ -25,7 +27,7 @@ def rows(path):
 
 
 def main():
-    workloads = {w["name"]: w for w in json.load(open(RESULTS.parent / "workloads.json"))["workloads"]}
+    workloads = {w["name"]: w for w in load_workloads()}
     fa3 = json.load(open(HERE / "peer_fa3_fp8.json"))["results"]
     latest = dict(rows(RESULTS / "latest" / "results.json"))
     full_runs = sorted(glob.glob(str(RESULTS / "*full*" / "results.json")))
